@@ -1,0 +1,63 @@
+# The two commands a newcomer needs (see README.md):
+#   make reproduce   set up the environment if missing, make the data available,
+#                    run every notebook with the quick profile into results/
+#   make test        run the test suite (notebooks in the smoke profile included)
+#
+# PYTHON       interpreter to use; default .venv/bin/python (created here with pip).
+#              Conda users: conda activate cbir && make reproduce PYTHON=python
+# PROFILE      smoke | quick | full (default quick)
+# CBIR_DATA_MIRROR  folder with the dataset archives; default ../shared/data if present
+
+PROFILE ?= quick
+VENV ?= .venv
+PYTHON ?= $(VENV)/bin/python
+SYSTEM_PYTHON ?= python3.11
+PIP_FLAGS ?=
+SHARED_DATA := $(abspath ../shared/data)
+ifeq ($(origin CBIR_DATA_MIRROR), undefined)
+  ifneq ($(wildcard $(SHARED_DATA)/SHA256SUMS),)
+    export CBIR_DATA_MIRROR := $(SHARED_DATA)
+  endif
+endif
+
+ifeq ($(PYTHON),$(VENV)/bin/python)
+ENV_STAMP := $(VENV)/.installed
+else
+ENV_STAMP := .env-external
+endif
+
+.PHONY: env data reproduce test check clean-results help
+
+help:
+	@sed -n '1,12p' Makefile
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(SYSTEM_PYTHON) >/dev/null 2>&1 || { echo "need Python 3.11 ($(SYSTEM_PYTHON)); set SYSTEM_PYTHON=..." >&2; exit 1; }
+	$(SYSTEM_PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
+	$(VENV)/bin/python -m pip install $(PIP_FLAGS) -e ".[test]"
+	touch $@
+
+# An environment made elsewhere (conda): install only cbirlib itself into it.
+.env-external: pyproject.toml
+	$(PYTHON) -m pip install $(PIP_FLAGS) --no-deps -e .
+	touch $@
+
+env: $(ENV_STAMP)
+
+data: env
+	$(PYTHON) -m cbirlib.datasets --fetch-all
+
+reproduce: env data
+	$(PYTHON) -m cbirlib.run --profile $(PROFILE)
+
+test: env
+	$(PYTHON) -m pytest
+
+# CI's regeneration check: rerun the quick profile and compare with the committed tables.
+check: env data
+	$(PYTHON) -m cbirlib.run --profile quick --check --no-progress
+	git diff --exit-code --stat -- data/splits
+
+clean-results:
+	rm -rf results/.staging results/.failed

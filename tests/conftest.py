@@ -1,0 +1,15 @@
+"""Shared test setup.
+
+If ``CBIR_DATA_MIRROR`` is unset and ``../shared/data`` exists beside the
+checkout, point the mirror at it (the Makefile does the same), so data tests run
+with the archives when they are there and skip with a reason when they are not.
+"""
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_shared = ROOT.parent / "shared" / "data"
+if not os.environ.get("CBIR_DATA_MIRROR") and (_shared / "SHA256SUMS").is_file():
+    os.environ["CBIR_DATA_MIRROR"] = str(_shared)
+os.environ.setdefault("MPLBACKEND", "agg")
