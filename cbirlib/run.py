@@ -24,7 +24,9 @@ at the end (:func:`cbirlib.claims.summarize`).
 With ``--check`` the tables (``*.csv``) committed under ``results/NN`` and the
 split manifest are read before a notebook runs and compared with what it
 writes, with the tolerances of the profile's ``check`` mapping
-(:func:`compare_tables`); any difference beyond them fails the run.
+(:func:`compare_tables`; ``check: notebooks: {"NN": {...}}`` overrides them for
+one notebook, e.g. one that trains networks); any difference beyond them fails
+the run.
 """
 
 from __future__ import annotations
@@ -79,6 +81,13 @@ class _Check:
     rtol: float = 1e-6
     ignore_columns: str = r"(?i)(time|_ms$|_s$|seconds|duration|latency|speed)"
     skip_files: list[str] = field(default_factory=list)
+    notebooks: dict = field(default_factory=dict)
+
+    def for_notebook(self, number: str) -> "_Check":
+        """The tolerances for one notebook: its ``notebooks: {NN: {...}}`` entry overrides."""
+        own = {f"{int(k):02d}": v for k, v in self.notebooks.items()}.get(number, {})
+        base = {k: v for k, v in self.__dict__.items() if k != "notebooks"}
+        return _Check(**{**base, **own})
 
 
 def discover_notebooks(directory: str | os.PathLike | None = None) -> dict[str, Path]:
@@ -315,9 +324,10 @@ def run_notebooks(profile: str, *, only: list[str] | None = None,
                                          "duration_s": round(duration, 1), "status": "ok"}
         print(f"[cbirlib.run] {nb.name} done in {duration:.1f} s", flush=True)
         if snapshot is not None:
-            found = compare_tables(snapshot / number, results / number, atol=check_cfg.atol,
-                                   rtol=check_cfg.rtol, ignore_columns=check_cfg.ignore_columns,
-                                   skip_files=tuple(check_cfg.skip_files)) \
+            tol = check_cfg.for_notebook(number)
+            found = compare_tables(snapshot / number, results / number, atol=tol.atol,
+                                   rtol=tol.rtol, ignore_columns=tol.ignore_columns,
+                                   skip_files=tuple(tol.skip_files)) \
                 if (snapshot / number).is_dir() else []
             old_split = snapshot / "splits_manifest.json"
             new_split = paths.splits_dir() / "MANIFEST.json"

@@ -52,6 +52,7 @@ __all__ = [
     "write_protocol_splits",
     "regenerates_identically",
     "role_frame",
+    "subsample",
     "role_counts",
     "write_split",
     "load_split",
@@ -492,6 +493,27 @@ def role_frame(table: pd.DataFrame, role: str) -> pd.DataFrame:
     if role not in set(table["role"]):
         raise KeyError(f"role {role!r} not in split (roles: {sorted(table['role'].unique())})")
     return table.loc[table["role"] == role].reset_index(drop=True)
+
+
+def subsample(table: pd.DataFrame, n: int, *, seed: int) -> pd.DataFrame:
+    """Return at most ``n`` rows, stratified by label, in the table's order (notebooks 02-07).
+
+    ``n <= 0`` or ``n >= len(table)`` returns the table unchanged, so a profile
+    can say "all" with 0. Per-class shares follow largest-remainder rounding, and
+    the draw comes from ``numpy.random.default_rng(seed)``: quick profiles use
+    it to cut sizes without changing the code path.
+    """
+    if n <= 0 or n >= len(table):
+        return table.reset_index(drop=True)
+    labels = table["label"].to_numpy()
+    classes, counts = np.unique(labels, return_counts=True)
+    quotas = _largest_remainder(int(n), tuple(counts / counts.sum()))
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label, quota in zip(classes, quotas):
+        members = np.flatnonzero(labels == label)
+        keep.append(members[rng.permutation(len(members))[:quota]])
+    return table.iloc[np.sort(np.concatenate(keep))].reset_index(drop=True)
 
 
 def role_counts(table: pd.DataFrame) -> pd.DataFrame:

@@ -179,3 +179,15 @@ def test_role_counts_table():
     table = splits.make_split(_proto(), _index(), seed=0)
     counts = splits.role_counts(table)
     assert counts.loc["total", "train"] == 48 and counts.loc["total", "test"] == 12
+
+
+def test_subsample_stratified_deterministic():
+    index = _index((60, 30, 10))
+    table = index.assign(role="train")
+    sub = splits.subsample(table, 10, seed=0)
+    assert len(sub) == 10
+    assert sub["label"].value_counts().to_dict() == {0: 6, 1: 3, 2: 1}
+    assert sub.equals(splits.subsample(table, 10, seed=0))
+    assert not sub.equals(splits.subsample(table, 10, seed=1))
+    assert list(sub["path"]) == sorted(sub["path"], key=list(table["path"]).index)
+    assert len(splits.subsample(table, 0, seed=0)) == 100

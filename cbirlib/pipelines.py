@@ -1,0 +1,147 @@
+"""End-to-end retrieval pipelines that notebooks call in one line each.
+
+:func:`prepare_retrieval_data` loads a split's database, validation and query
+images (subsampled for quick profiles); :func:`autoencoder_retrieval` trains an
+autoencoder on them, encodes, ranks and scores; :func:`pixel_baselines` scores
+raw pixels and PCA on the same queries. Notebook 02 uses all three; notebooks
+03 and 04 read the feature indexes it writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+
+from . import features, models, retrieval, splits
+
+__all__ = ["RETRIEVAL_PROTOCOLS", "RetrievalData", "prepare_retrieval_data",
+           "autoencoder_retrieval", "pixel_baselines"]
+
+#: How each dataset is used for query-by-example retrieval in notebook 02:
+#: split protocol, database role (indexed; the autoencoder trains on it), query
+#: role, validation role (``None``: a slice of the database), image mode.
+RETRIEVAL_PROTOCOLS: dict[str, dict] = {
+    "medical_mnist": dict(protocol="80-10-10", database_role="train", query_role="test",
+                          val_role="val", mode="L"),
+    "gallbladder": dict(protocol="80-10-10-patient", database_role="train", query_role="test",
+                        val_role="val", mode="L"),
+    "cifar10": dict(protocol="45k-5k-10k", database_role="train", query_role="test",
+                    val_role="val", mode="RGB"),
+    "caltech101": dict(protocol="query-database", database_role="database", query_role="query",
+                       val_role=None, mode="RGB"),
+    "digits": dict(protocol="80-10-10", database_role="train", query_role="test",
+                   val_role="val", mode="L"),
+}
+
+
+@dataclasses.dataclass
+class RetrievalData:
+    """Images and labels of one experiment (see :func:`prepare_retrieval_data`)."""
+
+    dataset: str
+    protocol: str
+    database: pd.DataFrame
+    train: pd.DataFrame
+    val: pd.DataFrame
+    queries: pd.DataFrame
+    db_images: np.ndarray
+    train_images: np.ndarray
+    val_images: np.ndarray
+    query_images: np.ndarray
+
+    def describe(self) -> dict:
+        """Sizes, for the notebook's protocol table."""
+        return {"dataset": self.dataset, "split file": f"{self.dataset}__{self.protocol}.csv",
+                "database (indexed)": len(self.database), "AE training": len(self.train),
+                "AE validation": len(self.val), "queries": len(self.queries),
+                "classes": int(self.database["label"].nunique()),
+                "image": "x".join(map(str, self.db_images.shape[1:]))}
+
+
+def prepare_retrieval_data(dataset: str, *, size: int, max_train: int, max_val: int,
+                           max_queries: int, seed: int, progress: bool = True) -> RetrievalData:
+    """Load the images of one split for training and retrieval (notebook 02).
+
+    The split and roles come from :data:`RETRIEVAL_PROTOCOLS`.
+
+    The whole ``database_role`` is indexed; the autoencoder trains on a
+    stratified subsample of it (``max_train``, 0 = all) and validates on
+    ``val_role`` (or, if ``None``, on a stratified slice of the database that is
+    then excluded from training); ``max_queries`` queries are drawn stratified
+    from ``query_role``.
+    """
+    if dataset not in RETRIEVAL_PROTOCOLS:
+        raise KeyError(f"no retrieval protocol for {dataset!r}; known: {sorted(RETRIEVAL_PROTOCOLS)}")
+    spec = RETRIEVAL_PROTOCOLS[dataset]
+    protocol, database_role, query_role, val_role, mode = (
+        spec["protocol"], spec["database_role"], spec["query_role"], spec["val_role"], spec["mode"])
+    table = splits.load_split(dataset, protocol)
+    database = splits.role_frame(table, database_role)
+    queries = splits.subsample(splits.role_frame(table, query_role), max_queries, seed=seed)
+    if val_role is None:
+        val = splits.subsample(database, max(1, len(database) // 10), seed=seed + 1)
+        pool = database.loc[~database["path"].isin(set(val["path"]))]
+    else:
+        val, pool = splits.role_frame(table, val_role), database
+    train = splits.subsample(pool, max_train, seed=seed)
+    val = splits.subsample(val, max_val, seed=seed)
+    load = dict(size=size, mode=mode, progress=progress)
+    db_images = features.load_images(dataset, database, **load)
+    position = pd.Series(np.arange(len(database)), index=database["path"].to_numpy())
+    return RetrievalData(dataset, protocol, database, train, val, queries, db_images,
+                         db_images[position[train["path"]].to_numpy()],
+                         features.load_images(dataset, val, **load),
+                         features.load_images(dataset, queries, **load))
+
+
+def autoencoder_retrieval(data: RetrievalData, config: models.AutoencoderConfig, *,
+                          train: models.TrainConfig, ks=(20, 40, 60, 80, 100),
+                          accuracy_k: int = 20, progress: bool = True) -> dict:
+    """Train (or load from cache), encode the database and queries, and score (notebook 02).
+
+    Returns a dict with ``model``, ``history`` (per-epoch losses and validation
+    retrieval scores, :func:`cbirlib.retrieval.epoch_accuracy_callback`),
+    ``best_epoch``, ``from_cache``, ``db_features``, ``query_features`` and
+    ``report`` (:class:`cbirlib.retrieval.RetrievalReport`).
+    """
+    callback_db = splits.subsample(data.train, 2000, seed=train.seed)
+    position = pd.Series(np.arange(len(data.train)), index=data.train["path"].to_numpy())
+    pick = position[callback_db["path"]].to_numpy()
+    callback = retrieval.epoch_accuracy_callback(
+        data.train_images[pick], data.train["label"].to_numpy()[pick], data.val_images,
+        data.val["label"].to_numpy(), k=accuracy_k)
+    result = models.train_autoencoder(
+        config, data.train_images, data.val_images, train=train, epoch_callback=callback,
+        cache_extra={"callback": f"epoch_accuracy_callback k={accuracy_k} db=2000"},
+        progress=progress)
+    db_feats = models.encode(result.model, data.db_images)
+    q_feats = models.encode(result.model, data.query_images)
+    report = retrieval.evaluate_features(q_feats, data.queries["label"], db_feats,
+                                         data.database["label"], ks=ks)
+    return {"model": result.model, "history": result.history, "best_epoch": result.best_epoch,
+            "from_cache": result.from_cache, "db_features": db_feats, "query_features": q_feats,
+            "report": report}
+
+
+def pixel_baselines(data: RetrievalData, *, pca_dim: int, seed: int,
+                    ks=(20, 40, 60, 80, 100)) -> dict:
+    """Raw-pixel and PCA features on the same database and queries (notebook 02).
+
+    Pixels are scaled to [0, 1] and flattened; PCA (``pca_dim`` components,
+    scikit-learn, randomized solver with ``seed``) is fitted on the database.
+    Returns ``{"raw pixels": (db, queries, report), "PCA-<d>": (...)}``.
+    """
+    from sklearn.decomposition import PCA
+
+    db = data.db_images.reshape(len(data.db_images), -1).astype(np.float32) / 255
+    q = data.query_images.reshape(len(data.query_images), -1).astype(np.float32) / 255
+    pca = PCA(n_components=min(pca_dim, *db.shape), svd_solver="randomized",
+              random_state=seed).fit(db)
+    out = {}
+    for name, (dbf, qf) in {"raw pixels": (db, q),
+                            f"PCA-{pca.n_components_}": (pca.transform(db), pca.transform(q))}.items():
+        out[name] = (dbf, qf, retrieval.evaluate_features(qf, data.queries["label"], dbf,
+                                                          data.database["label"], ks=ks))
+    return out

@@ -1,0 +1,229 @@
+"""Query-by-example retrieval on feature vectors and its evaluation.
+
+Notebook 02 ranks the database (training) features for every query (test)
+feature by Euclidean distance, exactly and vectorised, and scores the ranking
+with :mod:`cbirlib.metrics`; notebooks 03, 04 and 06 reuse
+:func:`evaluate_features` for their float-feature baselines.
+
+Conventions (named once here, written next to every table):
+
+* ranking: brute-force Euclidean distance, ties in database order
+  (``metrics.rank_by_distance(ties="stable")``);
+* relevance: same label;
+* ``precision@K``, ``recall@K`` (relevant = every database image of the query's
+  class), ``F1@K``;
+* ``accuracy@K``: the plurality label of the top K equals the query's label
+  (``metrics.retrieval_accuracy_at_k(definition="knn")``, paper 001's reading);
+* ``mAP@K``: ``normalize="retrieved"`` (relevant items in the top K, the
+  DeepHash convention), queries with no hit count as 0;
+* ``mAP`` (no K): over the whole ranking, ``normalize="all_relevant"`` (the
+  TREC definition, equal to scikit-learn's ``average_precision_score``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pandas as pd
+
+from . import metrics
+from .features import check_features
+
+__all__ = ["RetrievalReport", "euclidean_search", "evaluate_features", "time_queries",
+           "epoch_accuracy_callback"]
+
+#: Distance-matrix block size (elements) bounding memory during evaluation.
+_BLOCK = 1 << 25
+
+
+def _sq_norms(x: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", x, x, dtype=np.float64)
+
+
+def _distances(q: np.ndarray, x: np.ndarray, x_norms: np.ndarray) -> np.ndarray:
+    """Exact Euclidean distances of a query block to the database (float64 accumulate)."""
+    d2 = _sq_norms(q)[:, None] - 2.0 * (q.astype(np.float64) @ x.astype(np.float64).T) + x_norms
+    np.maximum(d2, 0.0, out=d2)
+    return np.sqrt(d2)
+
+
+def euclidean_search(queries: np.ndarray, database: np.ndarray, *, k: int,
+                     block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` database items per query by Euclidean distance (notebook 02).
+
+    Vectorised over blocks of queries (``||q||^2 - 2 q.x + ||x||^2`` in float64,
+    so near-ties are ordered as exactly as the data allow), ties in database
+    order. Returns ``(distances, indices)``, each ``(n_queries, k)``; ``k`` is
+    clipped to the database size.
+    """
+    queries = check_features(queries, what="queries")
+    database = check_features(database, what="database")
+    if queries.shape[1] != database.shape[1]:
+        raise ValueError(f"queries have {queries.shape[1]} dimensions, the database "
+                         f"{database.shape[1]}")
+    k = min(int(k), len(database))
+    norms = _sq_norms(database)
+    dist_out, idx_out = [], []
+    for s in range(0, len(queries), block):
+        d = _distances(queries[s:s + block], database, norms)
+        idx = metrics.rank_by_distance(d, k=k, ties="stable")
+        idx_out.append(idx)
+        dist_out.append(np.take_along_axis(d, idx, axis=1))
+    return np.concatenate(dist_out), np.concatenate(idx_out)
+
+
+@dataclasses.dataclass
+class RetrievalReport:
+    """Scores of one retrieval run (see the module docstring for definitions).
+
+    Attributes
+    ----------
+    at_k : DataFrame
+        One row per K: ``K, precision, recall, f1, accuracy, map_at_k``.
+    map_all : float
+        mAP over the whole ranking (``all_relevant``).
+    per_query : DataFrame
+        ``label``, ``ap`` (whole ranking) and ``precision@K`` / ``accuracy@K`` /
+        ``recall@K`` for every K.
+    per_class : DataFrame
+        Means of ``per_query`` by query label.
+    nn_purity : float
+        Fraction of queries whose nearest database item has their label.
+    r_precision : float
+        Mean R-precision: precision (= recall = F1) at K = R, the number of
+        relevant database items of each query.
+    """
+
+    at_k: pd.DataFrame
+    map_all: float
+    per_query: pd.DataFrame
+    per_class: pd.DataFrame
+    nn_purity: float
+    r_precision: float
+
+    def summary(self) -> dict:
+        """Flat dict: ``mAP`` and ``<metric>@<K>`` for every K (for claims and tables)."""
+        out = {"mAP": self.map_all, "nn_purity": self.nn_purity, "r_precision": self.r_precision}
+        for row in self.at_k.itertuples():
+            for m in ("precision", "recall", "f1", "accuracy", "map_at_k"):
+                out[f"{m}@{row.K}"] = getattr(row, m)
+        return out
+
+
+def evaluate_features(query_feats: np.ndarray, query_labels, db_feats: np.ndarray, db_labels, *,
+                      ks=(20, 40, 60, 80, 100), block: int | None = None) -> RetrievalReport:
+    """Rank the database for every query and score it (notebooks 02, 03, 04, 06).
+
+    Works in blocks of queries, so the full distance matrix is never held:
+    10,000 queries x 45,000 database items fit in memory. Every metric uses the
+    conventions in the module docstring.
+
+    Raises
+    ------
+    ValueError
+        For NaN/inf features, mismatched dimensions, a database with a single
+        class (every ranking would be perfect: the scores would mean nothing),
+        or K larger than the database.
+    """
+    query_feats = check_features(query_feats, what="query features")
+    db_feats = check_features(db_feats, what="database features")
+    qlab, dblab = np.asarray(query_labels), np.asarray(db_labels)
+    if len(qlab) != len(query_feats) or len(dblab) != len(db_feats):
+        raise ValueError("one label per feature row is needed")
+    if query_feats.shape[1] != db_feats.shape[1]:
+        raise ValueError(f"queries have {query_feats.shape[1]} dimensions, the database "
+                         f"{db_feats.shape[1]}")
+    if len(np.unique(dblab)) < 2:
+        raise ValueError("the database holds a single class: every ranking is perfect and "
+                         "retrieval scores are meaningless; use a dataset with >= 2 classes")
+    ks = sorted(int(k) for k in ks)
+    if ks[-1] > len(db_feats):
+        raise ValueError(f"K = {ks[-1]} exceeds the database size {len(db_feats)}")
+    block = block or max(1, _BLOCK // len(db_feats))
+    norms = _sq_norms(db_feats)
+    n_rel_all = metrics.count_relevant(qlab, dblab)
+    cols: dict[str, list] = {"ap": [], "r_precision": []}
+    names = [f"{m}@{k}" for k in ks for m in ("precision", "recall", "f1", "accuracy", "ap")]
+    cols.update({n: [] for n in names})
+    nn_hits = []
+    for s in range(0, len(query_feats), block):
+        q, lab, n_rel = query_feats[s:s + block], qlab[s:s + block], n_rel_all[s:s + block]
+        d = _distances(q, db_feats, norms)
+        full = metrics.mean_average_precision_from_distances(
+            d, lab, dblab, normalize="all_relevant", ties="stable")
+        cols["ap"].append(full.per_query)
+        r_ranking = metrics.rank_by_distance(d, k=max(1, int(n_rel.max())), ties="stable")
+        cols["r_precision"].append(metrics.r_precision(
+            metrics.relevance_matrix(lab, dblab, r_ranking), n_relevant=n_rel))
+        ranking = metrics.rank_by_distance(d, k=ks[-1], ties="stable")
+        rel = metrics.relevance_matrix(lab, dblab, ranking)
+        ranked_labels = dblab[ranking]
+        nn_hits.append(rel[:, 0])
+        for k in ks:
+            cols[f"precision@{k}"].append(metrics.precision_at_k(rel, k, n_relevant=n_rel))
+            cols[f"recall@{k}"].append(metrics.recall_at_k(rel, k, n_relevant=n_rel))
+            cols[f"f1@{k}"].append(metrics.f1_at_k(rel, k, n_relevant=n_rel))
+            cols[f"accuracy@{k}"].append(metrics.retrieval_accuracy_at_k(
+                rel, k, definition="knn", query_labels=lab, ranked_labels=ranked_labels))
+            cols[f"ap@{k}"].append(metrics.average_precision(
+                rel, normalize="retrieved", k=k, n_relevant=n_rel, empty="zero"))
+    per_query = pd.DataFrame({n: np.concatenate(v) for n, v in cols.items()})
+    per_query.insert(0, "label", qlab)
+    at_k = pd.DataFrame([{"K": k, "precision": per_query[f"precision@{k}"].mean(),
+                          "recall": per_query[f"recall@{k}"].mean(),
+                          "f1": per_query[f"f1@{k}"].mean(),
+                          "accuracy": per_query[f"accuracy@{k}"].mean(),
+                          "map_at_k": per_query[f"ap@{k}"].mean()} for k in ks])
+    per_class = per_query.groupby("label").mean().reset_index()
+    per_class.insert(1, "queries", per_query.groupby("label").size().to_numpy())
+    return RetrievalReport(at_k, float(per_query["ap"].mean()), per_query, per_class,
+                           float(np.concatenate(nn_hits).mean()),
+                           float(per_query["r_precision"].mean()))
+
+
+def time_queries(query_feats: np.ndarray, db_feats: np.ndarray, *, k: int, n_single: int = 100,
+                 repeats: int = 3) -> dict:
+    """Measure Euclidean brute-force search time per query, in milliseconds.
+
+    ``single_ms``: median over ``n_single`` queries searched one at a time (what
+    a user waiting for one query sees; the papers' "retrieval time per query");
+    ``batched_ms``: a whole batch of queries divided by its size (best of
+    ``repeats``). Used by notebook 02; notebook 04 compares indexes properly.
+    """
+    query_feats = check_features(query_feats, what="queries")
+    single = []
+    for q in query_feats[:n_single]:
+        t = time.perf_counter()
+        euclidean_search(q[None], db_feats, k=k)
+        single.append(time.perf_counter() - t)
+    batched = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        euclidean_search(query_feats, db_feats, k=k)
+        batched.append((time.perf_counter() - t) / len(query_feats))
+    return {"single_ms": 1e3 * float(np.median(single)), "batched_ms": 1e3 * min(batched),
+            "n_database": int(len(db_feats)), "dim": int(db_feats.shape[1])}
+
+
+def epoch_accuracy_callback(database_images: np.ndarray, database_labels, query_images: np.ndarray,
+                            query_labels, *, k: int = 20):
+    """A :func:`cbirlib.models.train_autoencoder` callback: retrieval scores per epoch.
+
+    After each epoch the current encoder embeds ``query_images`` (validation)
+    and ``database_images`` (a training subset); the callback returns
+    ``val_accuracy@k`` (kNN-vote accuracy, as in the tables), ``val_precision@k``
+    and ``val_map``. Paper 001's Fig 8 plots an "accuracy" per epoch without
+    defining it; notebook 02 plots this retrieval accuracy instead and says so.
+    """
+    from .models import encode
+
+    def callback(model, epoch):
+        report = evaluate_features(encode(model, query_images), query_labels,
+                                   encode(model, database_images), database_labels, ks=(k,))
+        row = report.at_k.iloc[0]
+        return {f"val_accuracy@{k}": row["accuracy"], f"val_precision@{k}": row["precision"],
+                "val_map": report.map_all}
+
+    return callback
