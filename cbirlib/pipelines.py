@@ -14,10 +14,10 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from . import features, models, retrieval, splits
+from . import features, hashing, models, retrieval, splits
 
-__all__ = ["RETRIEVAL_PROTOCOLS", "RetrievalData", "prepare_retrieval_data",
-           "autoencoder_retrieval", "pixel_baselines"]
+__all__ = ["RETRIEVAL_PROTOCOLS", "RetrievalData", "prepare_retrieval_data", "train_on",
+           "autoencoder_retrieval", "backbone_features", "hashing_split", "pixel_baselines"]
 
 #: How each dataset is used for query-by-example retrieval in notebook 02:
 #: split protocol, database role (indexed; the autoencoder trains on it), query
@@ -96,15 +96,14 @@ def prepare_retrieval_data(dataset: str, *, size: int, max_train: int, max_val: 
                          features.load_images(dataset, queries, **load))
 
 
-def autoencoder_retrieval(data: RetrievalData, config: models.AutoencoderConfig, *,
-                          train: models.TrainConfig, ks=(20, 40, 60, 80, 100),
-                          accuracy_k: int = 20, progress: bool = True) -> dict:
-    """Train (or load from cache), encode the database and queries, and score (notebook 02).
+def train_on(data: RetrievalData, config: models.AutoencoderConfig, *, train: models.TrainConfig,
+             accuracy_k: int = 20, progress: bool = True) -> models.TrainResult:
+    """Train an autoencoder on ``data`` (or load it from the cache); notebooks 02 and 03.
 
-    Returns a dict with ``model``, ``history`` (per-epoch losses and validation
-    retrieval scores, :func:`cbirlib.retrieval.epoch_accuracy_callback`),
-    ``best_epoch``, ``from_cache``, ``db_features``, ``query_features`` and
-    ``report`` (:class:`cbirlib.retrieval.RetrievalReport`).
+    The per-epoch validation retrieval scores of
+    :func:`cbirlib.retrieval.epoch_accuracy_callback` (against a 2,000-image
+    training subset) go into the history. Notebook 03 calls this with notebook
+    02's parameters and so reuses its trained weights from the cache.
     """
     callback_db = splits.subsample(data.train, 2000, seed=train.seed)
     position = pd.Series(np.arange(len(data.train)), index=data.train["path"].to_numpy())
@@ -112,10 +111,23 @@ def autoencoder_retrieval(data: RetrievalData, config: models.AutoencoderConfig,
     callback = retrieval.epoch_accuracy_callback(
         data.train_images[pick], data.train["label"].to_numpy()[pick], data.val_images,
         data.val["label"].to_numpy(), k=accuracy_k)
-    result = models.train_autoencoder(
+    return models.train_autoencoder(
         config, data.train_images, data.val_images, train=train, epoch_callback=callback,
         cache_extra={"callback": f"epoch_accuracy_callback k={accuracy_k} db=2000"},
         progress=progress)
+
+
+def autoencoder_retrieval(data: RetrievalData, config: models.AutoencoderConfig, *,
+                          train: models.TrainConfig, ks=(20, 40, 60, 80, 100),
+                          accuracy_k: int = 20, progress: bool = True) -> dict:
+    """Train (or load from cache), encode the database and queries, and score (notebook 02).
+
+    Returns a dict with ``model``, ``history`` (per-epoch losses and validation
+    retrieval scores, :func:`train_on`), ``best_epoch``, ``from_cache``,
+    ``db_features``, ``query_features`` and ``report``
+    (:class:`cbirlib.retrieval.RetrievalReport`).
+    """
+    result = train_on(data, config, train=train, accuracy_k=accuracy_k, progress=progress)
     db_feats = models.encode(result.model, data.db_images)
     q_feats = models.encode(result.model, data.query_images)
     report = retrieval.evaluate_features(q_feats, data.queries["label"], db_feats,
@@ -123,6 +135,41 @@ def autoencoder_retrieval(data: RetrievalData, config: models.AutoencoderConfig,
     return {"model": result.model, "history": result.history, "best_epoch": result.best_epoch,
             "from_cache": result.from_cache, "db_features": db_feats, "query_features": q_feats,
             "report": report}
+
+
+def backbone_features(dataset: str, table: pd.DataFrame, *, name: str, input_size: int,
+                      load_size: int, stage: str = "penultimate", resize: str = "squash",
+                      batch_size: int = 64, progress: bool = True) -> np.ndarray:
+    """Pooled ImageNet-backbone features of a split's images, cached (notebooks 02, 03).
+
+    Images are loaded as RGB at ``load_size`` (:func:`cbirlib.features.load_images`),
+    then resized by the backbone's preprocessing to ``input_size`` (smaller than
+    the weights' native size in quick profiles: say so next to the numbers).
+    Features are cached by :func:`cbirlib.backbones.cached_features`.
+    """
+    from . import backbones
+
+    images = features.load_images(dataset, table, size=load_size, mode="RGB", progress=progress)
+    model = backbones.load_backbone(name, input_size=input_size, resize=resize)
+    key = backbones.feature_cache_key(model, stage=stage, images=images, dataset=dataset)
+    return backbones.cached_features(key, lambda: backbones.extract_features(
+        model, images, stage=stage, batch_size=batch_size, progress=progress))
+
+
+def hashing_split(dataset: str, protocol: str, *, max_train: int, max_database: int,
+                  max_queries: int, seed: int) -> dict[str, pd.DataFrame]:
+    """Query, train and database tables of a hashing protocol, subsampled (notebook 03).
+
+    ``train`` is the protocol's train role, or a stratified subsample of the
+    database if it has none; ``max_*`` of 0 keeps the protocol's size.
+    """
+    table = splits.load_split(dataset, protocol)
+    roles = set(table["role"])
+    database = splits.subsample(splits.role_frame(table, "database"), max_database, seed=seed)
+    train = (splits.role_frame(table, "train") if "train" in roles
+             else splits.role_frame(table, "database"))
+    return {"query": splits.subsample(splits.role_frame(table, "query"), max_queries, seed=seed),
+            "train": splits.subsample(train, max_train, seed=seed + 1), "database": database}
 
 
 def pixel_baselines(data: RetrievalData, *, pca_dim: int, seed: int,
@@ -145,3 +192,71 @@ def pixel_baselines(data: RetrievalData, *, pca_dim: int, seed: int,
         out[name] = (dbf, qf, retrieval.evaluate_features(qf, data.queries["label"], dbf,
                                                           data.database["label"], ks=ks))
     return out
+
+
+#: Hash methods compared in notebook 03: name -> (factory(n_bits, seed, epochs), uses labels).
+HASH_METHODS: dict[str, tuple] = {
+    "LSH": (lambda n, seed, epochs: hashing.LSH(n_bits=n, seed=seed), False),
+    "PCAH": (lambda n, seed, epochs: hashing.PCAHash(n_bits=n, seed=seed), False),
+    "ITQ": (lambda n, seed, epochs: hashing.ITQ(n_bits=n, seed=seed), False),
+    "binary autoencoder": (lambda n, seed, epochs: hashing.BinaryAutoencoder(n_bits=n, seed=seed, epochs=epochs), False),
+    "paper 000 hash layer, kNN similarity (unsupervised)": (
+        lambda n, seed, epochs: hashing.DeepPairwiseHash(n_bits=n, seed=seed, epochs=epochs, similarity="knn"), False),
+    "paper 000 hash layer, label similarity (supervised)": (
+        lambda n, seed, epochs: hashing.DeepPairwiseHash(n_bits=n, seed=seed, epochs=epochs, similarity="labels"), True),
+}
+
+
+def run_hashing(sources: dict, labels: dict, *, bits, seed: int, epochs: int,
+                methods: dict | None = None, progress: bool = True) -> tuple[pd.DataFrame, dict]:
+    """Fit every hash method at every code length on every feature source (notebook 03).
+
+    Parameters
+    ----------
+    sources : dict
+        ``name -> {"train": X, "database": X, "query": X}`` float features.
+    labels : dict
+        ``{"train": y, "database": y, "query": y}``.
+    bits : sequence of int
+    methods : dict, optional
+        Default :data:`HASH_METHODS`.
+
+    Returns
+    -------
+    (DataFrame, dict)
+        One row per (source, method, bits) with the scores of
+        :func:`cbirlib.retrieval.evaluate_codes`, encode time per image (µs) and
+        bytes per image; methods that cannot produce that many bits (PCA-based
+        methods with ``bits > d``) get a row with ``status`` saying so. The dict
+        holds the full results (curves, codes) keyed by ``(source, method, bits)``.
+    """
+    import time
+
+    from tqdm.auto import tqdm
+
+    methods = HASH_METHODS if methods is None else methods
+    rows, full = [], {}
+    jobs = [(s, m, b) for s in sources for m in methods for b in bits]
+    for source, method, n_bits in tqdm(jobs, desc="hashing", disable=not progress):
+        feats = sources[source]
+        factory, supervised = methods[method]
+        row = {"features": source, "method": method, "bits": n_bits, "supervised": supervised,
+               "feature dim": feats["train"].shape[1],
+               "bytes per image": hashing.storage_bytes_per_image(n_bits)}
+        try:
+            model = factory(n_bits, seed, epochs)
+            model.fit(feats["train"], labels["train"] if supervised else None)
+        except ValueError as exc:
+            rows.append({**row, "status": f"not applicable: {exc}"})
+            continue
+        start = time.perf_counter()
+        db_codes = model.encode_packed(feats["database"])
+        encode_us = 1e6 * (time.perf_counter() - start) / len(feats["database"])
+        q_codes = model.encode_packed(feats["query"])
+        scores = retrieval.evaluate_codes(q_codes, db_codes, labels["query"], labels["database"],
+                                          n_bits=n_bits, seed=seed)
+        full[(source, method, n_bits)] = {**scores, "model": model, "db_codes": db_codes,
+                                          "query_codes": q_codes}
+        rows.append({**row, "status": "ok", "encode time (us/image)": encode_us,
+                     **{k: v for k, v in scores.items() if np.isscalar(v)}})
+    return pd.DataFrame(rows), full

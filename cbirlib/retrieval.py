@@ -32,7 +32,7 @@ from . import metrics
 from .features import check_features
 
 __all__ = ["RetrievalReport", "euclidean_search", "evaluate_features", "time_queries",
-           "epoch_accuracy_callback"]
+           "epoch_accuracy_callback", "evaluate_codes", "hamming_pr_by_radius"]
 
 #: Distance-matrix block size (elements) bounding memory during evaluation.
 _BLOCK = 1 << 25
@@ -49,29 +49,21 @@ def _distances(q: np.ndarray, x: np.ndarray, x_norms: np.ndarray) -> np.ndarray:
     return np.sqrt(d2)
 
 
-def euclidean_search(queries: np.ndarray, database: np.ndarray, *, k: int,
-                     block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` database items per query by Euclidean distance (notebook 02).
+def euclidean_search(queries: np.ndarray, database: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` database items per query by Euclidean distance (notebooks 02, 03).
 
-    Vectorised over blocks of queries (``||q||^2 - 2 q.x + ||x||^2`` in float64,
-    so near-ties are ordered as exactly as the data allow), ties in database
-    order. Returns ``(distances, indices)``, each ``(n_queries, k)``; ``k`` is
-    clipped to the database size.
+    A thin wrapper over :class:`cbirlib.index.BruteForceIndex` (vectorised,
+    exact, ties in database order). Returns ``(distances, indices)``, each
+    ``(n_queries, k)``; ``k`` is clipped to the database size.
     """
+    from .index import BruteForceIndex
+
     queries = check_features(queries, what="queries")
     database = check_features(database, what="database")
     if queries.shape[1] != database.shape[1]:
         raise ValueError(f"queries have {queries.shape[1]} dimensions, the database "
                          f"{database.shape[1]}")
-    k = min(int(k), len(database))
-    norms = _sq_norms(database)
-    dist_out, idx_out = [], []
-    for s in range(0, len(queries), block):
-        d = _distances(queries[s:s + block], database, norms)
-        idx = metrics.rank_by_distance(d, k=k, ties="stable")
-        idx_out.append(idx)
-        dist_out.append(np.take_along_axis(d, idx, axis=1))
-    return np.concatenate(dist_out), np.concatenate(idx_out)
+    return BruteForceIndex().build(database).knn(queries, min(int(k), len(database)))
 
 
 @dataclasses.dataclass
@@ -187,21 +179,26 @@ def time_queries(query_feats: np.ndarray, db_feats: np.ndarray, *, k: int, n_sin
                  repeats: int = 3) -> dict:
     """Measure Euclidean brute-force search time per query, in milliseconds.
 
+    The database is indexed once (:class:`cbirlib.index.BruteForceIndex`), then
     ``single_ms``: median over ``n_single`` queries searched one at a time (what
     a user waiting for one query sees; the papers' "retrieval time per query");
     ``batched_ms``: a whole batch of queries divided by its size (best of
     ``repeats``). Used by notebook 02; notebook 04 compares indexes properly.
     """
+    from .index import BruteForceIndex
+
     query_feats = check_features(query_feats, what="queries")
+    index = BruteForceIndex().build(check_features(db_feats, what="database"))
+    k = min(int(k), len(db_feats))
     single = []
     for q in query_feats[:n_single]:
         t = time.perf_counter()
-        euclidean_search(q[None], db_feats, k=k)
+        index.knn(q[None], k)
         single.append(time.perf_counter() - t)
     batched = []
     for _ in range(repeats):
         t = time.perf_counter()
-        euclidean_search(query_feats, db_feats, k=k)
+        index.knn(query_feats, k)
         batched.append((time.perf_counter() - t) / len(query_feats))
     return {"single_ms": 1e3 * float(np.median(single)), "batched_ms": 1e3 * min(batched),
             "n_database": int(len(db_feats)), "dim": int(db_feats.shape[1])}
@@ -227,3 +224,76 @@ def epoch_accuracy_callback(database_images: np.ndarray, database_labels, query_
                 "val_map": report.map_all}
 
     return callback
+
+
+def hamming_pr_by_radius(distances: np.ndarray, query_labels, db_labels, *, n_bits: int) -> pd.DataFrame:
+    """Precision and recall of the items within Hamming radius ``r``, for r = 0..n_bits.
+
+    The hashing literature's "Hamming lookup" precision-recall curve (notebook
+    03): for each query, the database items at distance <= r are retrieved;
+    precision = relevant retrieved / retrieved (0 when nothing is retrieved,
+    the convention of ``metrics.precision_within_radius``), recall = relevant
+    retrieved / all relevant. Means over queries. Computed from per-query
+    histograms, no sort.
+    """
+    d = np.asarray(distances)
+    rel = metrics.relevance_matrix(np.asarray(query_labels), np.asarray(db_labels))
+    n_q, levels = len(d), n_bits + 1
+    offsets = (np.arange(n_q) * levels)[:, None]
+    hist_all = np.bincount((d.astype(np.int64) + offsets).ravel(), minlength=n_q * levels)
+    hist_rel = np.bincount((d.astype(np.int64) + offsets)[rel], minlength=n_q * levels)
+    retrieved = hist_all.reshape(n_q, levels).cumsum(axis=1)
+    hits = hist_rel.reshape(n_q, levels).cumsum(axis=1)
+    n_rel = rel.sum(axis=1, keepdims=True)
+    precision = np.divide(hits, retrieved, out=np.zeros(hits.shape), where=retrieved > 0)
+    recall = np.divide(hits, n_rel, out=np.zeros(hits.shape), where=n_rel > 0)
+    return pd.DataFrame({"radius": np.arange(levels), "precision": precision.mean(axis=0),
+                         "recall": recall.mean(axis=0)})
+
+
+def evaluate_codes(query_packed: np.ndarray, db_packed: np.ndarray, query_labels, db_labels, *,
+                   n_bits: int, ks=(1, 10, 100, 500, 1000, 2000, 5000), seed: int = 0) -> dict:
+    """Score Hamming ranking of packed binary codes (notebooks 03 and 07).
+
+    Returns a dict with:
+
+    * ``mAP`` over the whole database, ``all_relevant``, with the *expected* AP
+      over random orders of tied distances (``metrics``' ``ties="expected"``)
+      and, for comparison, ``mAP_stable`` (ties in database order);
+    * ``mAP@1000`` and ``mAP@5000``: ``normalize="retrieved"`` (DeepHash's
+      ``CalcTopMap``), queries with no hit count 0, expected over ties;
+    * ``precision@K`` for ``ks`` (stable ties) as a DataFrame ``pk``;
+    * ``P@r<=2``: precision within Hamming radius 2 (0 for empty lookups);
+    * ``R-precision`` (precision = recall = F1 at K = relevant count) and
+      ``P@1`` (top-1 retrieval accuracy), stable ties;
+    * ``pr``: :func:`hamming_pr_by_radius`;
+    * ``search_ms``: Hamming distance computation + top-1000 per query, batched.
+    """
+    from . import hashing
+
+    qlab, dblab = np.asarray(query_labels), np.asarray(db_labels)
+    start = time.perf_counter()
+    dist = hashing.hamming_distances(query_packed, db_packed)
+    top = metrics.rank_by_distance(dist, k=min(1000, dist.shape[1]), ties="stable")
+    search_ms = 1e3 * (time.perf_counter() - start) / len(dist)
+    out = {"search_ms": search_ms}
+    for name, kwargs in {"mAP": dict(normalize="all_relevant", ties="expected"),
+                         "mAP_stable": dict(normalize="all_relevant", ties="stable"),
+                         "mAP@1000": dict(normalize="retrieved", k=1000, ties="expected"),
+                         "mAP@5000": dict(normalize="retrieved", k=5000, ties="expected")}.items():
+        if "k" in kwargs and kwargs["k"] > dist.shape[1]:
+            kwargs["k"] = dist.shape[1]
+        out[name] = float(metrics.mean_average_precision_from_distances(dist, qlab, dblab, **kwargs))
+    ks = [k for k in ks if k <= dist.shape[1]]
+    ranking = metrics.rank_by_distance(dist, k=max(ks), ties="stable")
+    rel = metrics.relevance_matrix(qlab, dblab, ranking)
+    out["pk"] = pd.DataFrame({"K": ks, "precision": metrics.precision_at_ks(rel, ks).mean(axis=0)})
+    within = metrics.precision_within_radius(dist, metrics.relevance_matrix(qlab, dblab), radius=2)
+    out["P@r<=2"] = float(np.mean(within))
+    n_rel = metrics.count_relevant(qlab, dblab)
+    r_rank = metrics.rank_by_distance(dist, k=max(1, int(n_rel.max())), ties="stable")
+    out["R-precision"] = float(np.mean(metrics.r_precision(
+        metrics.relevance_matrix(qlab, dblab, r_rank), n_relevant=n_rel)))
+    out["P@1"] = float(rel[:, 0].mean())
+    out["pr"] = hamming_pr_by_radius(dist, qlab, dblab, n_bits=n_bits)
+    return out

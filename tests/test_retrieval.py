@@ -107,3 +107,32 @@ def test_load_images_mixed_sizes_and_modes(tmp_path, monkeypatch):
     from cbirlib.datasets import ImageReadError
     with pytest.raises(ImageReadError, match="broken.png"):
         features.load_images("toy", pd.DataFrame({"path": ["broken.png"]}), size=8, progress=False)
+
+
+def test_hamming_pr_by_radius_hand_case():
+    # one query, distances 0,1,1,2 to items with relevance 1,0,1,0 (2 bits)
+    d = np.array([[0, 1, 1, 2]], np.uint8)
+    pr = retrieval.hamming_pr_by_radius(d, [7], [7, 3, 7, 3], n_bits=2)
+    np.testing.assert_allclose(pr["precision"], [1.0, 2 / 3, 0.5])
+    np.testing.assert_allclose(pr["recall"], [0.5, 1.0, 1.0])
+    # a query with nothing within radius 0 gets precision 0 there
+    pr = retrieval.hamming_pr_by_radius(np.array([[1, 2]], np.uint8), [1], [1, 0], n_bits=2)
+    assert pr["precision"].iloc[0] == 0 and pr["precision"].iloc[1] == 1
+
+
+def test_evaluate_codes_perfect_and_random_codes():
+    from cbirlib import hashing
+
+    rng = np.random.default_rng(0)
+    db_labels = np.repeat(np.arange(4), 50)
+    q_labels = np.repeat(np.arange(4), 5)
+    proto = rng.integers(0, 2, (4, 32))
+    perfect = retrieval.evaluate_codes(hashing.pack_codes(proto[q_labels]), hashing.pack_codes(proto[db_labels]),
+                                       q_labels, db_labels, n_bits=32, ks=(1, 10))
+    assert perfect["mAP"] == pytest.approx(1.0) and perfect["P@1"] == 1.0
+    assert perfect["R-precision"] == pytest.approx(1.0) and perfect["P@r<=2"] == pytest.approx(1.0)
+    noise = retrieval.evaluate_codes(hashing.pack_codes(rng.integers(0, 2, (20, 32))),
+                                     hashing.pack_codes(rng.integers(0, 2, (200, 32))),
+                                     q_labels, db_labels, n_bits=32, ks=(1, 10))
+    assert noise["mAP"] < 0.45
+    assert list(noise["pk"]["K"]) == [1, 10]
