@@ -156,20 +156,34 @@ def backbone_features(dataset: str, table: pd.DataFrame, *, name: str, input_siz
         model, images, stage=stage, batch_size=batch_size, progress=progress))
 
 
+#: Roles of a split used as hashing query / database / training set, first present wins:
+#: hashing protocols have all three; a train/val/test split queries with its test
+#: images against its training images, on (a subsample of) which the hashes learn.
+_HASH_ROLES = {"query": ("query", "test"), "database": ("database", "train"),
+               "train": ("train", "database")}
+
+
 def hashing_split(dataset: str, protocol: str, *, max_train: int, max_database: int,
                   max_queries: int, seed: int) -> dict[str, pd.DataFrame]:
-    """Query, train and database tables of a hashing protocol, subsampled (notebook 03).
+    """Query, train and database tables of a split for hashing, subsampled (notebook 03).
 
-    ``train`` is the protocol's train role, or a stratified subsample of the
-    database if it has none; ``max_*`` of 0 keeps the protocol's size.
+    Roles follow :data:`_HASH_ROLES` (e.g. CIFAR-10 ``cifar10``: query / train /
+    database; Medical MNIST ``80-10-10``: test queries against the training
+    images, hashes learnt on a training subsample); ``max_*`` of 0 keeps the
+    split's size. Subsampling is stratified (:func:`cbirlib.splits.subsample`).
     """
     table = splits.load_split(dataset, protocol)
-    roles = set(table["role"])
-    database = splits.subsample(splits.role_frame(table, "database"), max_database, seed=seed)
-    train = (splits.role_frame(table, "train") if "train" in roles
-             else splits.role_frame(table, "database"))
-    return {"query": splits.subsample(splits.role_frame(table, "query"), max_queries, seed=seed),
-            "train": splits.subsample(train, max_train, seed=seed + 1), "database": database}
+    present = set(table["role"])
+    pick = {}
+    for use, candidates in _HASH_ROLES.items():
+        role = next((r for r in candidates if r in present), None)
+        if role is None:
+            raise ValueError(f"{dataset}__{protocol} has no role among {candidates} for the "
+                             f"hashing {use} set (roles: {sorted(present)})")
+        pick[use] = splits.role_frame(table, role)
+    limits = {"query": max_queries, "database": max_database, "train": max_train}
+    return {use: splits.subsample(frame, limits[use], seed=seed + (use == "train"))
+            for use, frame in pick.items()}
 
 
 def pixel_baselines(data: RetrievalData, *, pca_dim: int, seed: int,

@@ -13,3 +13,6 @@ _shared = ROOT.parent / "shared" / "data"
 if not os.environ.get("CBIR_DATA_MIRROR") and (_shared / "SHA256SUMS").is_file():
     os.environ["CBIR_DATA_MIRROR"] = str(_shared)
 os.environ.setdefault("MPLBACKEND", "agg")
+# OpenMP threads that spin-wait slow torch down badly when other processes share
+# the two cores (seen 25 s -> 117 s for the backbone tests); sleep instead.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
