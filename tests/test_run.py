@@ -104,3 +104,14 @@ def test_failing_notebook_names_cell_and_keeps_earlier_results(tmp_path, monkeyp
     monkeypatch.setenv("CBIR_ROOT", str(root3))
     with pytest.raises(run.NotebookFailed, match="differ from the committed"):
         run.run_notebooks("smoke", progress=False, check=True)
+
+
+def test_compare_tables_skips_timing_rows_by_unit(tmp_path):
+    base = pd.DataFrame({"row": ["mAP", "Retrieval Time (ms)"], "unit": ["%", "ms"],
+                         "reproduced": [12.5, 4.0], "verdict": ["not reproduced", "reproduced"]})
+    _tables(tmp_path / "old", base, "claims.csv")
+    _tables(tmp_path / "new", base.assign(reproduced=[12.5, 9.0],
+                                          verdict=["not reproduced", "not reproduced"]), "claims.csv")
+    assert run.compare_tables(tmp_path / "old", tmp_path / "new") == []
+    _tables(tmp_path / "new", base.assign(reproduced=[13.5, 4.0]), "claims.csv")
+    assert "'reproduced'" in run.compare_tables(tmp_path / "old", tmp_path / "new")[0]
