@@ -128,6 +128,8 @@ import torch
 from torch import nn
 
 from . import metrics
+from ._checks import check_choice as _check_choice
+from ._checks import check_int as _check_int
 
 __all__ = [
     "binarize",
@@ -167,19 +169,6 @@ _POPCOUNT_LUT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8
 # --------------------------------------------------------------------------
 # private helpers: validation
 # --------------------------------------------------------------------------
-
-
-def _check_choice(name, value, allowed):
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-
-
-def _check_int(name, value, *, minimum=1):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def _check_weight(name, value):

@@ -172,6 +172,9 @@ from heapq import heappop, heappush, heapreplace
 
 import numpy as np
 
+from ._checks import check_choice as _check_choice
+from ._checks import check_int as _check_int
+
 __all__ = [
     "SearchStats",
     "Index",
@@ -239,19 +242,6 @@ class SearchStats:
 # --------------------------------------------------------------------------
 # private helpers: validation
 # --------------------------------------------------------------------------
-
-
-def _check_choice(name, value, allowed):
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def _check_k(k, n):
@@ -395,7 +385,7 @@ class _Hamming:
         if n_bits is None:
             n_bits = 8 * nbytes
         else:
-            n_bits = _check_int("n_bits", n_bits, 1)
+            n_bits = _check_int("n_bits", n_bits, minimum=1)
             if (n_bits + 7) // 8 != nbytes:
                 raise ValueError(
                     f"n_bits={n_bits} needs {(n_bits + 7) // 8} packed bytes per code, X has {nbytes}"
@@ -741,7 +731,7 @@ class BruteForceIndex(Index):
         super().__init__(metric=metric)
         _check_choice("filter_dtype", filter_dtype, _FILTER_DTYPES)
         self.filter_dtype = filter_dtype
-        self.block_elems = _check_int("block_elems", block_elems, 1)
+        self.block_elems = _check_int("block_elems", block_elems, minimum=1)
 
     def _build(self):
         sp = self._space
@@ -1126,11 +1116,11 @@ class VPTree(_TreeIndex):
     def __init__(self, *, leaf_size=64, vantage="max_spread", n_candidates=5, n_samples=64, seed=0,
                  metric="auto"):
         super().__init__(metric=metric)
-        self.leaf_size = _check_int("leaf_size", leaf_size, 1)
+        self.leaf_size = _check_int("leaf_size", leaf_size, minimum=1)
         _check_choice("vantage", vantage, _VP_POLICIES)
         self.vantage = vantage
-        self.n_candidates = _check_int("n_candidates", n_candidates, 1)
-        self.n_samples = _check_int("n_samples", n_samples, 1)
+        self.n_candidates = _check_int("n_candidates", n_candidates, minimum=1)
+        self.n_samples = _check_int("n_samples", n_samples, minimum=1)
         self.seed = seed
 
     # -- build --------------------------------------------------------------
@@ -1391,7 +1381,7 @@ class MTree(_TreeIndex):
 
     def __init__(self, *, node_capacity=64, metric="auto"):
         super().__init__(metric=metric)
-        self.node_capacity = _check_int("node_capacity", node_capacity, 2)
+        self.node_capacity = _check_int("node_capacity", node_capacity, minimum=2)
 
     # -- build --------------------------------------------------------------
 

@@ -163,6 +163,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import digamma, gammaln
 
+from ._checks import check_choice as _check_choice
+
 __all__ = [
     "MAPResult",
     "PRCurve",
@@ -275,16 +277,6 @@ class PRCurve:
 # --------------------------------------------------------------------------
 # private helpers: validation
 # --------------------------------------------------------------------------
-
-
-def _check_choice(name, value, allowed):
-    for option in allowed:
-        if isinstance(option, bool):
-            if isinstance(value, (bool, np.bool_)) and bool(value) is option:
-                return
-        elif isinstance(value, str) and value == option:
-            return
-    raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 
 
 def _check_rel(rel, name="rel"):
