@@ -129,3 +129,17 @@ def test_gabor_shared_fft_equals_per_kernel_convolution():
         mag = np.abs(fftconvolve(padded, kernel, mode="valid"))
         expected += [mag.mean(), mag.std()]
     np.testing.assert_allclose(D.gabor_features(img), expected, atol=1e-12)
+
+
+def test_descriptor_features_of_a_split_are_cached(tmp_path, monkeypatch):
+    from cbirlib import datasets
+
+    monkeypatch.setenv("CBIR_CACHE", str(tmp_path / "cache"))
+    table = datasets.load_index("digits", progress=False).head(6)
+    first = D.descriptor_features("digits", table, size=16, kinds=("histogram", "glcm"),
+                                  progress=False)
+    assert first.shape == (6, 72 + 60)
+    monkeypatch.setattr(D, "describe", lambda *a, **k: pytest.fail("cache miss"))
+    np.testing.assert_array_equal(
+        D.descriptor_features("digits", table, size=16, kinds=("histogram", "glcm"),
+                              progress=False), first)
