@@ -80,6 +80,7 @@ __all__ = [
     "prepare_pipelines",
     "evaluate_pipelines",
     "precision_recall_points",
+    "flat_comparison",
 ]
 
 SYNTHETIC_KINDS = ("uniform", "clustered", "subspace")
@@ -722,8 +723,10 @@ def fit_loglog(frame: pd.DataFrame, *, x: str = "N", y: str = "distances per que
     """Least-squares slope of ``log y`` against ``log x`` per group (notebook 04).
 
     Groups with fewer than two distinct ``x`` or non-positive ``y`` are
-    skipped. Returns ``by`` columns plus ``slope``, ``intercept`` (natural
-    logs), ``r2``, ``points``, ``N min``, ``N max`` and ``verdict``
+    skipped. Returns ``by`` columns plus ``slope``, ``growth exponent``
+    (``max(0, slope)``: the exponent of N in a big-O bound, which a cost that
+    falls with N meets at 0, as O(1) is within O(log N)), ``intercept``
+    (natural logs), ``r2``, ``points``, ``N min``, ``N max`` and ``verdict``
     (:func:`complexity_verdict`).
     """
     rows = []
@@ -737,10 +740,39 @@ def fit_loglog(frame: pd.DataFrame, *, x: str = "N", y: str = "distances per que
         ss = float(((ly - ly.mean()) ** 2).sum())
         r2 = 1 - float(((ly - pred) ** 2).sum()) / ss if ss > 0 else 1.0
         key = key if isinstance(key, tuple) else (key,)
-        rows.append({**dict(zip(by, key)), "slope": float(slope), "intercept": float(intercept),
+        rows.append({**dict(zip(by, key)), "slope": float(slope),
+                     "growth exponent": max(0.0, float(slope)), "intercept": float(intercept),
                      "r2": r2, "points": len(g), "N min": int(g[x].min()), "N max": int(g[x].max()),
                      "verdict": complexity_verdict(slope)})
     return pd.DataFrame(rows)
+
+
+def flat_comparison(X: np.ndarray, Q: np.ndarray, k: int, *, repeats: int = 3) -> dict:
+    """Our brute force against FAISS's flat index on one whole batch (notebook 04, benchmark).
+
+    ``repeats`` interleaved runs of ``BruteForceIndex.knn(Q, k)`` and
+    ``IndexFlatL2.search`` (``IndexBinaryFlat`` for packed codes), both built
+    once; returns the medians (``ours (s)``, ``FAISS flat (s)``), their
+    ``time ratio`` (the target is <= 1.5) and the share of returned indices
+    that agree (FAISS ranks float32 distances, so near-ties may differ).
+    """
+    if not _module_available("faiss"):
+        raise ImportError("flat_comparison needs faiss")
+    ours = make_method("brute force")
+    flat = make_method("FAISS flat")
+    ours.build(X)
+    flat.build(X)
+    to, tf = [], []
+    for _ in range(max(1, int(repeats))):
+        t = time.perf_counter()
+        _, I = ours.knn(Q, k)
+        to.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        _, If = flat.knn(Q, k)
+        tf.append(time.perf_counter() - t)
+    return {"N": len(X), "queries": len(Q), "ours (s)": float(np.median(to)),
+            "FAISS flat (s)": float(np.median(tf)), "time ratio": float(np.median(to) / np.median(tf)),
+            "same indices": float((np.asarray(I) == np.asarray(If)).mean())}
 
 
 def complexity_verdict(slope: float) -> str:

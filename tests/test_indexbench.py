@@ -81,7 +81,22 @@ def test_fit_loglog_recovers_exponents():
     assert fit.loc["linear", "verdict"] == "linear"
     assert fit.loc["sqrt", "verdict"].startswith("sublinear polynomial")
     assert "single" not in fit.index  # one size: no slope
+    assert fit.loc["sqrt", "growth exponent"] == pytest.approx(0.5)
     assert fit.loc["linear", "N min"] == 1000 and fit.loc["linear", "N max"] == 100000
+
+
+def test_falling_cost_has_growth_exponent_zero():
+    frame = pd.DataFrame({"dataset": "d", "method": "m", "N": [1000, 10000], "distances per query": [50.0, 20.0]})
+    fit = ib.fit_loglog(frame).iloc[0]
+    assert fit["slope"] < 0 and fit["growth exponent"] == 0.0 and fit["verdict"] == "O(log N)"
+
+
+def test_flat_comparison():
+    X, Q = ib.synthetic_data("uniform", 2000, 16, n_queries=50, seed=5)
+    r = ib.flat_comparison(X, Q, 5, repeats=2)
+    assert r["N"] == 2000 and r["queries"] == 50
+    assert r["time ratio"] == pytest.approx(r["ours (s)"] / r["FAISS flat (s)"])
+    assert r["same indices"] > 0.99
 
 
 def test_log_n_has_slope_below_threshold_from_1000_on():
