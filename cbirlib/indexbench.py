@@ -30,7 +30,8 @@ index beyond the input vectors: numpy buffers and Python objects walked
 recursively, FAISS's serialised size), time of one batched ``knn`` call per
 query, single-query latency (median and 95th percentile), distance evaluations
 per query (our ``last_stats``; FAISS HNSW's counter; a counting callback for
-the PyPI peers; ``NaN`` where a library does not say), recall (tie-aware, against
+the PyPI peers; ``NaN`` where a library does not say; ``downward-mtree``'s count
+varies between processes and goes to its own column), recall (tie-aware, against
 the exact ``k``-th distance) and, for our indexes, whether the result equals
 brute force bit for bit. Timings depend on the machine: tables carry them as
 ratios to a reference measured in the same run (:func:`add_ratios`).
@@ -45,6 +46,7 @@ polynomial" or "linear" (see its docstring for the thresholds).
 from __future__ import annotations
 
 import math
+import random
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -248,6 +250,10 @@ class _Method:
     family = "ours"
     exact = True
     approximate = False
+    #: False when the library's structure (hence its distance count) changes
+    #: from one process to the next; :func:`measure` then reports the count in
+    #: a separate column.
+    deterministic = True
 
     def __init__(self, name: str):
         self.name = name
@@ -468,6 +474,7 @@ class _PeerDMTree(_Method):
     """PyPI ``downward-mtree``: identifiers are database indices, values the vectors."""
 
     family = "PyPI"
+    deterministic = False
 
     def __init__(self, name, inner_capacity=20, leaf_capacity=50):
         super().__init__(name)
@@ -488,9 +495,18 @@ class _PeerDMTree(_Method):
                 diff = a - b
                 return math.sqrt(diff @ diff)
         self.n = len(X)
-        self.tree = dmtree.DMTree(dist, inner_node_capacity=self.inner, leaf_node_capacity=self.leaf)
-        for i, v in enumerate(cnt.vals):
-            self.tree.insert(i, v)
+        # dmtree shuffles with the global ``random`` module when it splits inner
+        # nodes (seeded here, the caller's state restored), but it also iterates
+        # over sets of objects hashed by id(), so its tree, and its distance
+        # count, still vary between processes: see ``deterministic``
+        state = random.getstate()
+        random.seed(0)
+        try:
+            self.tree = dmtree.DMTree(dist, inner_node_capacity=self.inner, leaf_node_capacity=self.leaf)
+            for i, v in enumerate(cnt.vals):
+                self.tree.insert(i, v)
+        finally:
+            random.setstate(state)
         self._per_query = float("nan")
 
     def knn(self, Q, k):
@@ -625,12 +641,15 @@ def measure(method, X: np.ndarray, Q: np.ndarray, k: int, *, n_latency: int = 20
         D, I = m.knn(Q, k)
         times.append(time.perf_counter() - t)
     dist = m.distances_per_query()
+    varies = not m.deterministic
     med, p95 = single_query_latency(lambda q: m.knn(q[None], k), Q, n=n_latency)
     row = {"method": m.name, "family": m.family, "approximate": m.approximate,
            "build time (s)": build_s, "memory (bytes)": m.memory_bytes(),
            "batch time (ms/query)": 1e3 * float(np.median(times)) / max(1, len(Q)),
            "latency median (ms)": med, "latency p95 (ms)": p95,
-           "distances per query": dist, "distance fraction": dist / len(X),
+           "distances per query": np.nan if varies else dist,
+           "distance fraction": np.nan if varies else dist / len(X),
+           "distances per query (varies between runs)": dist if varies else np.nan,
            "recall": float("nan"), "identical to brute force": None,
            "D": np.asarray(D), "I": np.asarray(I)}
     if exact is not None:

@@ -154,8 +154,8 @@ def test_every_available_method_answers_correctly(codes):
         if r["family"] == "ours":
             assert r["identical to brute force"] is True, name
             assert 1 <= r["distances per query"] <= 400
-        if name.startswith("PyPI"):
-            assert r["distances per query"] > 0, name  # the counting callback works
+        if name.startswith("PyPI"):  # the counting callback works
+            assert np.nanmax([r["distances per query"], r["distances per query (varies between runs)"]]) > 0, name
 
 
 def test_k_larger_than_n_in_wrappers():
@@ -259,3 +259,14 @@ def test_precision_recall_points():
     assert set(pr["K"]) == {1, 5, 50}  # K above the database size is dropped
     rec = pr.loc[pr["source"] == "autoencoder"].sort_values("K")["recall"].to_numpy()
     assert (np.diff(rec) >= 0).all()  # recall grows with K
+
+
+def test_nondeterministic_peer_counts_go_to_their_own_column():
+    if "PyPI downward-mtree" not in ib.available_methods():
+        pytest.skip("downward-mtree not installed")
+    X, Q = ib.synthetic_data("uniform", 600, 16, n_queries=5, seed=6)
+    r = ib.measure("PyPI downward-mtree", X, Q, 5, n_latency=1)
+    assert np.isnan(r["distances per query"]) and np.isnan(r["distance fraction"])
+    assert r["distances per query (varies between runs)"] > 0
+    r = ib.measure("VP-tree", X, Q, 5, n_latency=1)
+    assert r["distances per query"] > 0 and np.isnan(r["distances per query (varies between runs)"])
