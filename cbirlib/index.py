@@ -197,6 +197,8 @@ _mul, _add_reduce, _sqrt = np.multiply, np.add.reduce, np.sqrt
 _BLOCK_ELEMS = 1 << 24
 # Elements (pairs x dimension) re-scored per chunk by the canonical function.
 _EXACT_CHUNK = 1 << 21
+# From this dimension on, brute force re-scores its candidates query by query.
+_PER_QUERY_DIM = 256
 
 
 # --------------------------------------------------------------------------
@@ -838,9 +840,26 @@ class BruteForceIndex(Index):
         return r, c, v
 
     def _exact(self, qrows, cols, Qp):
-        """Canonical distances for candidate pairs (chunked)."""
+        """Canonical distances for candidate pairs (chunked).
+
+        In high dimension (``d >= _PER_QUERY_DIM``) with few candidates per
+        query, gathering a ``float64`` copy of the query for every pair costs
+        more memory traffic than the arithmetic: candidates are then scored
+        query by query against the query row itself (``rows``, the same bits
+        as ``pairs``, tested).
+        """
         sp = self._space
         out = np.empty(qrows.size, dtype=np.float64)
+        if sp.dim >= _PER_QUERY_DIM and qrows.size:
+            order = np.argsort(qrows, kind="stable")
+            sq = qrows[order]
+            bounds = np.flatnonzero(np.diff(sq)) + 1
+            starts = np.concatenate(([0], bounds))
+            ends = np.concatenate((bounds, [sq.size]))
+            for a, b in zip(starts.tolist(), ends.tolist()):
+                sel = order[a:b]
+                out[sel] = sp.rows(sp.data[cols[sel]], Qp[sq[a]])
+            return out
         step = max(1, _EXACT_CHUNK // sp.dim)
         for s in range(0, qrows.size, step):
             out[s : s + step] = sp.pairs(sp.data[cols[s : s + step]], Qp[qrows[s : s + step]])

@@ -634,3 +634,19 @@ def test_500_duplicate_codes_with_ties_at_the_kth_distance():
     for k in (1, 499, 500, 501, 530, 531, 600, 700):
         assert_knn_exact(indexes, Q, X, k)
     assert_range_exact(indexes, Q, X, 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_brute_force_high_dimension_rescoring_per_query(dtype):
+    # d >= 256: candidates are re-scored query by query; same bits as the reference
+    rng = np.random.default_rng(20)
+    base = rng.standard_normal(300)
+    X = np.vstack([rng.standard_normal((400, 300)), base + 1e-9 * rng.standard_normal((30, 300)),
+                   np.tile(base, (5, 1))]).astype(dtype)
+    Q = np.vstack([base, rng.standard_normal((6, 300)), X[[3, 401]]])
+    indexes = [BruteForceIndex().build(X), BruteForceIndex(block_elems=900).build(X),
+               BruteForceIndex(filter_dtype="float64").build(X), VPTree(leaf_size=8).build(X)]
+    for k in (1, 10, 40, 435):
+        assert_knn_exact(indexes, Q, X, k)
+    r = float(np.median(exact_distances(Q[1:2], X)))
+    assert_range_exact(indexes, Q, X, r)
