@@ -18,26 +18,32 @@ pooling / reshape / multiply, dropout ("drop connect") and add layers.
 :func:`keras_layers` rebuilds that list for the PyTorch models here, in Keras
 order and with Keras names, each entry holding the PyTorch parameters it owns:
 
-=====================  ======  =============================================
-model                  Keras   top 80 layers reach down to
-                       layers
-=====================  ======  =============================================
-EfficientNet-B0        238     ``block6a_se_reduce`` (half of block6a: SE and
-                               projection), i.e. blocks 6b-6d, 7a, top
-EfficientNet-Lite0     147     ``block5a_project_conv``: block 5a's projection,
-                               blocks 5b-7a, top (no SE layers, so 80 layers
-                               reach deeper than in B0)
-EfficientNet-Lite1/2   177     ``block5c_...``: blocks 5c-7a (Lite1: part of
-                               5b's layers), top
-MobileNetV2            154     ``block_8_pad``-less ``block_8_expand_relu``:
-                               part of inverted-residual block 8 (stage 4,
-                               64 channels), blocks 9-16, ``Conv_1``
-=====================  ======  =============================================
+=====================  ======  ==============================================
+model                  Keras   the top 80 layers begin at (trainable share of
+                       layers  the feature extractor's parameters)
+=====================  ======  ==============================================
+EfficientNet-B0        238     ``block5c_se_excite``: block 5c's projection,
+                               blocks 6a-7a, top (81%)
+EfficientNet-B1 / B2   340     ``block6b_project_conv``: block 6b's
+                               projection, blocks 6c-7b, top (72%)
+EfficientNet-B3        385     ``block6c_project_conv`` (63%)
+EfficientNet-B4        475     ``block6e_project_conv`` (52%)
+EfficientNet-B5        577     ``block6g_project_conv`` (50%)
+EfficientNet-Lite0     156     ``block4c_drop`` (weightless): every weight of
+                               blocks 5a-7a and the top (92%); without SE
+                               layers 80 layers reach a whole stage deeper
+EfficientNet-Lite1/2   206     ``block5c_expand_conv``: blocks 5c-7a, top (84%)
+MobileNetV2            154     ``block_8_expand_relu``: block 8's depthwise
+                               and projection, blocks 9-16, ``Conv_1`` (93%)
+=====================  ======  ==============================================
 
-(:func:`unfreeze_plan` computes this; ``tests/test_finetune.py`` checks the
-totals against Keras's own counts: 238 for ``EfficientNetB0(include_top=False)``
-and 154 for ``MobileNetV2(include_top=False)``.) The count is over the base
-model (``include_top=False``, so the new head's pooling and dense layers are not
+(:func:`unfreeze_plan` computes this; notebook 06 writes the table as
+``results/06/top80_layers.csv``; ``tests/test_finetune.py`` checks the totals
+against Keras's own counts, 238 for ``EfficientNetB0(include_top=False)`` and
+154 for ``MobileNetV2(include_top=False)``, and the B0 / Lite0 / MobileNetV2
+boundaries against hand counts.) Lite layers are counted as Keras would build
+them (``efficientnet.block`` without the five SE layers, one preprocessing
+layer). The count is over the base model (``include_top=False``, so the new head's pooling and dense layers are not
 among the 80), as in the usual Keras recipe ``for layer in
 base_model.layers[-80:]: layer.trainable = True``.
 

@@ -277,4 +277,5 @@ def test_search_time_reports_dimensions():
     out = pipelines.cosine_search_time(rng.normal(size=(5, 16)), rng.normal(size=(30, 16)),
                                        k=10, database_size=100, repeats=2)
     assert out["database"] == 100 and out["dim"] == 16 and out["bytes_per_image"] == 64
-    assert out["search_ms"] > 0
+    assert out["search_ms"] == pytest.approx(out["product_ms"] + out["select_ms"])
+    assert out["product_ms"] > 0 and out["select_ms"] > 0
