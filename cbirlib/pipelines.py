@@ -693,3 +693,312 @@ def record_paper003_claims(rec, table1: pd.DataFrame, per_class: pd.DataFrame, *
                 else (None, None, "")
             rec.record(*key, val, our_protocol=our_protocol, stand_in=stand,
                        not_checkable=verdict_reason("B4", "block7", stand))
+
+
+# --------------------------------------------------------------------------
+# notebook 05: retrieval with missing regions (paper 002)
+# --------------------------------------------------------------------------
+
+#: Query/database protocols of notebook 05: dataset -> (split protocol, query role,
+#: database role, split seed). Paris6k's relevance comes from its official ground
+#: truth (good + ok relevant, junk and the query image itself ignored); the others'
+#: from the class labels.
+MASKED_QUERY_PROTOCOLS: dict[str, tuple[str, str, str, int | None]] = {
+    "paris6k": ("official-queries", "query", "database", None),
+    "corel1k": ("80-20", "test", "train", 0),
+    "digits": ("query-database", "query", "database", None),
+}
+
+
+def masked_query_protocol(dataset: str, *, max_queries: int, seed: int, max_database: int = 0) -> dict:
+    """Queries, database and relevance of one notebook-05 retrieval experiment.
+
+    Parameters
+    ----------
+    dataset : str
+        A key of :data:`MASKED_QUERY_PROTOCOLS`.
+    max_queries : int
+        Stratified subsample of the queries (0 = all; Paris6k always keeps its 12).
+    seed : int
+    max_database : int, keyword-only
+        Stratified subsample of the database (0 = all; Paris6k always keeps its 250).
+
+    Returns
+    -------
+    dict
+        ``queries``, ``database`` (split tables), ``relevant`` and ``junk``
+        (bool ``(n_queries, n_database)``; junk items are removed from the
+        ranking before scoring), ``split`` (file name) and ``relevance`` (a
+        sentence for the protocol table).
+    """
+    if dataset not in MASKED_QUERY_PROTOCOLS:
+        raise KeyError(f"no notebook-05 protocol for {dataset!r}; known: {sorted(MASKED_QUERY_PROTOCOLS)}")
+    protocol, q_role, db_role, split_seed = MASKED_QUERY_PROTOCOLS[dataset]
+    table = splits.load_split(dataset, protocol, seed=split_seed)
+    database = splits.role_frame(table, db_role).reset_index(drop=True)
+    queries = splits.role_frame(table, q_role).reset_index(drop=True)
+    split_name = f"{dataset}__{protocol}" + (f"__seed{split_seed}" if split_seed is not None else "") + ".csv"
+    db_paths = database["path"].to_numpy()
+    if dataset == "paris6k":
+        from . import datasets
+
+        gt = datasets.paris6k_ground_truth()
+        relevant = np.zeros((len(queries), len(database)), dtype=bool)
+        junk = np.zeros_like(relevant)
+        names = []
+        for i, path in enumerate(queries["path"]):
+            rows = gt.loc[gt["path"] == path]
+            if rows.empty:
+                raise ValueError(f"paris6k query image {path} has no official ground truth")
+            pos = set().union(*rows["good"], *rows["ok"])
+            bad = set().union(*rows["junk"]) | {path}
+            relevant[i] = np.isin(db_paths, list(pos))
+            junk[i] = np.isin(db_paths, list(bad)) & ~relevant[i]
+            names.append(";".join(rows["query"]))
+        queries = queries.assign(query=names)
+        relevance = ("official ground truth: good + ok relevant, junk and the query image itself "
+                     "removed from the ranking")
+    else:
+        queries = splits.subsample(queries, max_queries, seed=seed).reset_index(drop=True)
+        database = splits.subsample(database, max_database, seed=seed + 1).reset_index(drop=True)
+        relevant = queries["label"].to_numpy()[:, None] == database["label"].to_numpy()[None, :]
+        junk = np.zeros_like(relevant)
+        relevance = "same class relevant"
+    return {"queries": queries, "database": database, "relevant": relevant, "junk": junk,
+            "split": split_name, "relevance": relevance}
+
+
+def precision_top_k(query_feats: np.ndarray, db_feats: np.ndarray, relevant: np.ndarray,
+                    junk: np.ndarray, *, ks=(1, 5, 10)) -> dict[str, np.ndarray]:
+    """Per-query precision of the top ``k`` by Euclidean distance (paper 002 Table 2).
+
+    Junk items are removed from each ranking first (revisitop). Returns
+    ``{"P@k": (n_queries,), "capped P@k": (n_queries,)}`` for every ``k``:
+    ``P@k`` is hits / k (paper 002's eq. 17, ``TP / (TP + FP)`` over the top
+    ``k``); ``capped P@k`` is revisitop's form, hits / min(k, rank of the last
+    relevant item) when all relevant items are in the top ``k``
+    (:func:`cbirlib.metrics.precision_at_ks`, ``capped="revisitop"``).
+    """
+    from . import metrics
+
+    q = np.asarray(query_feats, dtype=np.float64)
+    x = np.asarray(db_feats, dtype=np.float64)
+    d = (q * q).sum(1)[:, None] - 2 * q @ x.T + (x * x).sum(1)[None, :]
+    ranking = metrics.rank_by_distance(np.maximum(d, 0.0))
+    rel = np.take_along_axis(relevant, ranking, axis=1)
+    rel = metrics.remove_junk(rel, np.take_along_axis(junk, ranking, axis=1))
+    n_rel = relevant.sum(axis=1)
+    plain = metrics.precision_at_ks(rel, ks)
+    capped = metrics.precision_at_ks(rel, ks, n_relevant=n_rel, capped="revisitop")
+    out = {}
+    for j, k in enumerate(ks):
+        out[f"P@{k}"] = plain[:, j]
+        out[f"capped P@{k}"] = capped[:, j]
+    return out
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(n > 0, n, 1.0)
+
+
+def _cached_array(key: dict, compute):
+    from . import backbones
+
+    return backbones.cached_features(key, compute)
+
+
+class MaskedFeatures:
+    """Feature functions of notebook 05, computed together: ``features(images) -> {name: (n, d)}``.
+
+    For each backbone: ``"<name>"`` (penultimate features, L2-normalised) and
+    ``"<name> + colour + texture"`` (that vector concatenated with the colour
+    autocorrelogram and Gabor blocks of :func:`cbirlib.descriptors.describe`,
+    each block L2-normalised: paper 002's eq. 10); plus ``"colour + texture"``
+    alone. Backbones see the whole image squashed to ``input_size``. The
+    hand-crafted blocks are computed once per call, whatever the number of
+    backbones.
+    """
+
+    def __init__(self, backbone_names, *, input_size: int, handcrafted=("autocorrelogram", "gabor"),
+                 batch_size: int = 32) -> None:
+        from . import backbones
+
+        self.handcrafted = tuple(handcrafted)
+        self.batch_size = int(batch_size)
+        self.input_size = int(input_size)
+        self.models = {name: backbones.load_backbone(name, input_size=input_size, resize="squash")
+                       for name in backbone_names}
+        self.names = (["colour + texture"] if self.handcrafted else []) + [
+            n for b in self.models for n in ([b, f"{b} + colour + texture"] if self.handcrafted else [b])]
+
+    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        from . import backbones, descriptors
+
+        out = {}
+        hand = descriptors.describe(images, kinds=self.handcrafted) if self.handcrafted else None
+        if hand is not None:
+            out["colour + texture"] = hand
+        for name, model in self.models.items():
+            deep = _l2(backbones.extract_features(model, images, batch_size=self.batch_size, progress=False))
+            out[name] = deep
+            if hand is not None:
+                out[f"{name} + colour + texture"] = np.concatenate([deep, hand], axis=1)
+        return out
+
+    def cache_key(self) -> dict:
+        """What the features depend on (besides the images), for the database cache."""
+        return {"backbones": sorted(self.models), "input_size": self.input_size, "handcrafted": self.handcrafted,
+                "batch_size": self.batch_size}
+
+
+def masked_feature_extractors(backbone_names, *, input_size: int, handcrafted=("autocorrelogram", "gabor"),
+                              batch_size: int = 32) -> MaskedFeatures:
+    """The :class:`MaskedFeatures` of notebook 05."""
+    return MaskedFeatures(backbone_names, input_size=input_size, handcrafted=handcrafted, batch_size=batch_size)
+
+
+def masked_query_retrieval(query_images: np.ndarray, db_images: np.ndarray, relevant: np.ndarray,
+                           junk: np.ndarray, *, extractors: MaskedFeatures, frequencies, phases, methods,
+                           model=None, duty_cycle: float = 0.5, orientation_deg: float = 0.0,
+                           ks=(1, 5, 10), dataset: str = "", progress: bool = True):
+    """Retrieval precision of original, masked and reconstructed queries (notebook 05, Table 2).
+
+    Every query is destroyed by the same fringe mask (:func:`cbirlib.masks.fringe_mask`)
+    per frequency and phase, reconstructed by each of ``methods``
+    (:func:`cbirlib.inpainting.reconstruct`), described by ``extractors``
+    (:class:`MaskedFeatures`) and ranked against the database
+    (:func:`precision_top_k`). ``"original"`` is scored once (phase and
+    frequency ``nan``); ``"masked"`` is ``x * M`` (zeros). Database features
+    are cached under ``cache_dir("features")``.
+
+    Returns
+    -------
+    per_query : DataFrame
+        One row per (features, condition, frequency, phase, query) with the
+        :func:`precision_top_k` columns.
+    images : dict
+        ``(condition, frequency, phase) -> uint8 images`` of the queries (for figures).
+    db_feats : dict
+        ``name -> database features``.
+    """
+    from tqdm.auto import tqdm
+
+    from . import inpainting, masks as masks_mod
+    from ._io import sha256_bytes
+
+    size = query_images.shape[1]
+    db_sha = sha256_bytes(np.ascontiguousarray(db_images).tobytes())
+    key = {"model": "nb05-db", "stage": "all", "dataset": dataset, "images": db_sha, "version": 1,
+           **extractors.cache_key()}
+    stacked = _cached_array(key, lambda: np.concatenate([v for v in extractors(db_images).values()], axis=1))
+    dims = {n: v.shape[1] for n, v in extractors(db_images[:1]).items()}
+    bounds = np.cumsum([0] + list(dims.values()))
+    db_feats = {n: stacked[:, a:b] for n, a, b in zip(dims, bounds[:-1], bounds[1:])}
+    images = {("original", np.nan, np.nan): query_images}
+    jobs = [(f, p, m) for f in frequencies for p in phases for m in ("masked", *methods)]
+    rows = []
+
+    def score(cond, f, p, imgs):
+        feats = extractors(imgs)
+        for name in extractors.names:
+            res = precision_top_k(feats[name], db_feats[name], relevant, junk, ks=ks)
+            for qi in range(len(imgs)):
+                rows.append({"features": name, "condition": cond, "frequency_hz": f, "phase": p,
+                             "query": qi, **{k: float(v[qi]) for k, v in res.items()}})
+
+    score("original", np.nan, np.nan, query_images)
+    for f, p, method in tqdm(jobs, desc=f"{dataset} masked queries", disable=not progress, mininterval=2):
+        mask = masks_mod.fringe_mask(size, size, frequency=f, duty_cycle=duty_cycle,
+                                     orientation_deg=orientation_deg, phase=p)
+        imgs = inpainting.reconstruct(method, query_images, mask, model=model)
+        images[(method, f, p)] = imgs
+        score(method, f, p, imgs)
+    return pd.DataFrame(rows), images, db_feats
+
+
+def summarize_precision(per_query: pd.DataFrame, *, metric_columns=None) -> pd.DataFrame:
+    """Mean over queries per phase, then mean and std over phases (notebook 05, Table 2).
+
+    Returns one row per (features, condition, frequency) with ``<metric>`` and
+    ``<metric> std`` (0 with a single phase; the original queries have no phase).
+    """
+    metric_columns = metric_columns or [c for c in per_query.columns if c.startswith(("P@", "capped P@"))]
+    keys = ["features", "condition", "frequency_hz"]
+    frame = per_query.fillna({"frequency_hz": -1.0, "phase": -1.0})
+    per_phase = frame.groupby(keys + ["phase"], sort=False)[metric_columns].mean().reset_index()
+    grouped = per_phase.groupby(keys, sort=False)[metric_columns]
+    mean = grouped.mean()
+    std = grouped.std(ddof=0).add_suffix(" std")
+    out = pd.concat([mean, std], axis=1).reset_index()
+    out["n_phases"] = grouped.size().to_numpy()
+    out["frequency_hz"] = out["frequency_hz"].replace(-1.0, np.nan)
+    return out
+
+
+def inpainting_quality(images: np.ndarray, *, frequencies, phases, methods, model=None,
+                       duty_cycle: float = 0.5, orientation_deg: float = 0.0,
+                       progress: bool = True) -> pd.DataFrame:
+    """SSIM, FSIM and PSNR of reconstructed vs original images per frequency (notebook 05, Table 1).
+
+    Scores come from :func:`cbirlib.quality.quality_scores` on the whole image
+    (kept pixels are copied back, so they match); ``"masked"`` (``x * M``) is
+    scored too, as the floor. One row per (method, frequency, phase, image),
+    with the mask's ``masked_fraction``.
+    """
+    from tqdm.auto import tqdm
+
+    from . import inpainting, masks as masks_mod, quality
+
+    size = images.shape[1]
+    rows = []
+    jobs = [(f, p, m) for f in frequencies for p in phases for m in ("masked", *methods)]
+    for f, p, method in tqdm(jobs, desc="inpainting quality", disable=not progress, mininterval=2):
+        mask = masks_mod.fringe_mask(size, size, frequency=f, duty_cycle=duty_cycle,
+                                     orientation_deg=orientation_deg, phase=p)
+        recon = inpainting.reconstruct(method, images, mask, model=model)
+        frac = masks_mod.masked_fraction(mask)
+        for i, (a, b) in enumerate(zip(images, recon)):
+            rows.append({"method": method, "frequency_hz": f, "phase": p, "image": i,
+                         "masked_fraction": frac, **quality.quality_scores(a, b)})
+    return pd.DataFrame(rows)
+
+
+def top_k_ranking(query_feats: np.ndarray, db_feats: np.ndarray, junk: np.ndarray, *, k: int) -> np.ndarray:
+    """Database indices of the ``k`` nearest (Euclidean) non-junk items per query (notebook 05, Fig 6)."""
+    from . import metrics
+
+    q = np.asarray(query_feats, dtype=np.float64)
+    x = np.asarray(db_feats, dtype=np.float64)
+    d = np.maximum((q * q).sum(1)[:, None] - 2 * q @ x.T + (x * x).sum(1)[None, :], 0.0)
+    d[np.asarray(junk, dtype=bool)] = np.inf
+    return metrics.rank_by_distance(d, k=k)
+
+
+def precision_recovery(summary: pd.DataFrame, *, metric: str) -> pd.DataFrame:
+    """Share of the precision lost by masking that each reconstruction wins back (notebook 05).
+
+    ``(reconstructed - masked) / (original - masked)`` per (dataset, features,
+    frequency, method), from :func:`summarize_precision` rows that carry a
+    ``dataset`` column: 1 = all of the loss recovered, 0 = none, negative =
+    worse than leaving the hole. ``nan`` where masking lost nothing.
+    """
+    keys = ["dataset", "features"]
+    orig = summary.loc[summary["condition"] == "original"].set_index(keys)[metric]
+    masked = summary.loc[summary["condition"] == "masked"].set_index(keys + ["frequency_hz"])[metric]
+    rows = []
+    for _, r in summary.loc[~summary["condition"].isin(["original", "masked"])].iterrows():
+        o, m = orig.loc[(r["dataset"], r["features"])], masked.loc[(r["dataset"], r["features"], r["frequency_hz"])]
+        lost = o - m
+        rows.append({"dataset": r["dataset"], "features": r["features"], "frequency_hz": r["frequency_hz"],
+                     "method": r["condition"], f"original {metric}": o, f"masked {metric}": m,
+                     f"reconstructed {metric}": r[metric],
+                     "recovered share": (r[metric] - m) / lost if abs(lost) > 1e-12 else np.nan})
+    return pd.DataFrame(rows)
+
+
+__all__ += ["MASKED_QUERY_PROTOCOLS", "masked_query_protocol", "precision_top_k", "MaskedFeatures",
+            "masked_feature_extractors",
+            "masked_query_retrieval", "summarize_precision", "inpainting_quality",
+            "top_k_ranking", "precision_recovery"]
