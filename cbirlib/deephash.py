@@ -163,9 +163,13 @@ def _mlp(d_in, hidden, d_out):
     return nn.Sequential(*layers)
 
 
-def _pair_likelihood(theta, S):
-    """Negative log-likelihood of pairwise labels: ``log(1 + e^theta) - S theta`` (stable)."""
-    return Fn.softplus(theta) - S * theta
+def _pair_likelihood(theta, S, reduction="none"):
+    """Negative log-likelihood of pairwise labels: ``log(1 + e^theta) - S theta`` (stable).
+
+    Exactly binary cross-entropy with logits ``theta`` and targets ``S`` (one
+    fused kernel).
+    """
+    return Fn.binary_cross_entropy_with_logits(theta, S, reduction=reduction)
 
 
 # --------------------------------------------------------------------------
@@ -295,7 +299,7 @@ class _BankMixin:
     def _bank_likelihood(self, idx, z, y):
         theta = 0.5 * z @ self.U_.T
         S = (y @ self.Y_.T > 0).to(z.dtype)
-        return _pair_likelihood(theta, S).mean()
+        return _pair_likelihood(theta, S, reduction="mean")
 
 
 # --------------------------------------------------------------------------
