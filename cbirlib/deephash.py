@@ -581,13 +581,17 @@ class ADSH(_SurveyHead):
     (``S`` in ``{-1, +1}``; ``gamma = 200``, the paper's), then updates ``V``
     by one sweep of DCC: ``Q = -2k S^T U - 2 gamma U_bar``, ``V_r = -sign(2
     V' U'^T u_r + Q_r)`` bit by bit (``U_bar`` holds ``U`` on the sampled rows,
-    0 elsewhere). Codes of new images: ``sign(z)``.
+    0 elsewhere). ``V`` starts at 0, as in the authors' code (the first
+    network phase then only sees the quantisation term, and the first DCC
+    sweep gives class-dependent codes; a random ``{-1, +1}`` start made every
+    database code identical at 16 bits on CIFAR-10 features). Codes of new
+    images: ``sign(z)``.
 
     Parameters
     ----------
     n_bits : int, keyword-only
     seed : int, keyword-only
-        Seeds the weights, ``V``'s initialisation, the samples and batch order.
+        Seeds the weights, the samples and the batch order.
     epochs : int, keyword-only
         Outer iterations (the paper: 50).
     inner_epochs : int, keyword-only
@@ -595,6 +599,12 @@ class ADSH(_SurveyHead):
     n_sampled : int, keyword-only
         ``m`` (the paper: 2,000), clipped to ``n``.
     gamma : float, keyword-only
+    train_on : {"train", "database"}, keyword-only
+        Read by :func:`run_survey_methods`: fit on the protocol's training
+        images (``"train"``, default; only database images that are training
+        images get learned codes) or on the labelled database itself
+        (``"database"``, ADSH's own setting: every database image gets its
+        learned code ``V``).
     batch_size, lr, weight_decay, hidden, progress, device, n_threads : keyword-only
         Mini-batch Adam on the head (Linear, or an MLP with ``hidden`` widths),
         progress bar, torch device, torch threads during fit/encode.
@@ -607,8 +617,11 @@ class ADSH(_SurveyHead):
 
     _terms = ("square", "quantization", "total")
 
-    def __init__(self, *, n_bits, gamma=200.0, n_sampled=2000, inner_epochs=3, **kwargs):
+    def __init__(self, *, n_bits, gamma=200.0, n_sampled=2000, inner_epochs=3, train_on="train", **kwargs):
         super().__init__(n_bits=n_bits, **kwargs)
+        if train_on not in ("train", "database"):
+            raise ValueError(f"train_on must be 'train' or 'database', got {train_on!r}")
+        self.train_on = train_on
         self.gamma = _check_weight("gamma", gamma)
         self.n_sampled = _check_int("n_sampled", n_sampled, minimum=2)
         self.inner_epochs = _check_int("inner_epochs", inner_epochs)
@@ -619,7 +632,7 @@ class ADSH(_SurveyHead):
     def _train(self, Xs, gen, epoch_iter):
         n, k = Xs.shape[0], self.n_bits
         m = min(self.n_sampled, n)
-        V = torch.where(torch.rand(n, k, generator=gen) >= 0.5, 1.0, -1.0).to(self.device)
+        V = torch.zeros(n, k, device=self.device)  # as the authors' code: the first DCC sweep sets every bit
         self.total_steps_ = self.epochs * self.inner_epochs * max(1, -(-m // self.batch_size))
         for _ in epoch_iter:
             omega = torch.randperm(n, generator=gen)[:m].to(self.device)
@@ -707,6 +720,9 @@ METHODS: dict[str, tuple] = {
         lambda n, seed, epochs, **kw: GreedyHash(n_bits=n, seed=seed, epochs=epochs, supervised=False, **kw), False,
         "greedy sign, unsupervised"),
     "ADSH": (lambda n, seed, epochs, **kw: ADSH(n_bits=n, seed=seed, epochs=epochs, **kw), True, "asymmetric"),
+    "ADSH (database as training set)": (
+        lambda n, seed, epochs, **kw: ADSH(n_bits=n, seed=seed, epochs=epochs, train_on="database", **kw), True,
+        "asymmetric, trained on the labelled database"),
 }
 
 
@@ -726,7 +742,7 @@ SURVEY_ROWS: dict[str, str] = {
     "HashNet’17": "HashNet",
     "DSDH’17": "DSDH",
     "GreedyHash’18": "GreedyHash (unsupervised)",
-    "ADSH’18": "ADSH",
+    "ADSH’18": "ADSH (database as training set)",
 }
 
 #: Per survey table/metric: (our protocol, mAP@K, normalize, why that protocol).
@@ -882,7 +898,9 @@ def run_survey_methods(features, labels, *, methods, bits, seed, epochs, n_datab
         Metric name -> cut-off (``None`` for All).
     trained_rows : array of int, optional
         Per database image, its row in the training set or -1 (ADSH's
-        asymmetric database codes).
+        asymmetric database codes). ``ADSH(train_on="database")`` is fitted
+        on the database images and labels instead, and its learned codes are
+        the database codes.
     method_kwargs : dict, optional
         Method name -> extra keyword arguments.
 
@@ -901,11 +919,15 @@ def run_survey_methods(features, labels, *, methods, bits, seed, epochs, n_datab
     for name, n_bits in tqdm(jobs, desc="survey methods", disable=not progress):
         supervised = METHODS[name][1]
         model = make_method(name, n_bits=n_bits, seed=seed, epochs=epochs, **method_kwargs.get(name, {}))
+        on_db = isinstance(model, ADSH) and model.train_on == "database"
+        fit_role = "database" if on_db else "train"
         start = time.perf_counter()
-        model.fit(features["train"], labels["train"] if supervised else None)
+        model.fit(features[fit_role], labels[fit_role] if supervised else None)
         fit_s = time.perf_counter() - start
         start = time.perf_counter()
-        if isinstance(model, ADSH):
+        if on_db:
+            db = model.codes_.copy()
+        elif isinstance(model, ADSH):
             db = model.database_codes(features["database"], trained_rows=trained_rows)
         else:
             db = model.encode(features["database"])
@@ -917,6 +939,7 @@ def run_survey_methods(features, labels, *, methods, bits, seed, epochs, n_datab
         last = history["total"][-1] if history and history.get("total") else float("nan")
         first = history["total"][0] if history and history.get("total") else float("nan")
         rows.append({"method": name, "family": METHODS[name][2], "supervised": supervised, "bits": n_bits,
+                     "trained on": fit_role, "training images": len(labels[fit_role]),
                      **{k: v for k, v in scores.items() if np.isscalar(v)},
                      "first loss": first, "last loss": last, "fit_s": fit_s, "encode_s": encode_s})
         full[(name, n_bits)] = {"q": q, "db": db, "pr": scores["pr"], "dist": scores["dist"],

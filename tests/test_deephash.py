@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -218,8 +217,24 @@ def test_run_survey_methods_rows(data):
     assert (res["K used (mAP@50)"] == 5).all() and (res["K used (mAP@All)"] == len(ydb)).all()
     assert res["mAP@All"].between(0, 1).all()
     np.testing.assert_array_equal(full[("ADSH", 16)]["db"], full[("ADSH", 16)]["db"])
-    # ADSH's database codes are its learned V when every database image was a training image
     assert full[("ADSH", 8)]["db"].shape == (len(ydb), 8)
+    assert set(res["trained on"]) == {"train"}
+
+
+def test_adsh_trained_on_database_uses_learned_codes(data):
+    Xdb, ydb, Xq, yq = data
+    Xtr, ytr = Xq[:20], yq[:20]  # a small, different training set: must be ignored
+    feats = {"train": Xtr, "database": Xdb, "query": Xq}
+    labs = {"train": ytr, "database": ydb, "query": yq}
+    res, full = DH.run_survey_methods(feats, labs, methods=["ADSH (database as training set)"], bits=[16], seed=0,
+                                      epochs=3, n_database_full=len(ydb), ks={"mAP@All": None}, progress=False,
+                                      method_kwargs={"ADSH (database as training set)": {"n_sampled": 60, "lr": 1e-2}})
+    assert res.loc[0, "trained on"] == "database" and res.loc[0, "training images"] == len(ydb)
+    model = DH.make_method("ADSH (database as training set)", n_bits=16, seed=0, epochs=3, n_sampled=60, lr=1e-2)
+    model.fit(Xdb, ydb)
+    np.testing.assert_array_equal(full[("ADSH (database as training set)", 16)]["db"], model.codes_)
+    with pytest.raises(ValueError, match="train_on"):
+        DH.ADSH(n_bits=8, train_on="query")
 
 
 @pytest.mark.parametrize("protocol, counts", [
