@@ -2,6 +2,7 @@
 #   make reproduce   set up the environment if missing, make the data available,
 #                    run every notebook with the quick profile into results/
 #   make test        run the test suite (notebooks in the smoke profile included)
+#   make bench       timing report of cbirlib.index vs FAISS / scikit-learn / PyPI (ratios, never fails on speed)
 #
 # PYTHON       interpreter to use; default .venv/bin/python (created here with pip).
 #              Conda users: conda activate cbir && make reproduce PYTHON=python
@@ -28,7 +29,7 @@ else
 ENV_STAMP := .env-external
 endif
 
-.PHONY: env data reproduce test check clean-results help
+.PHONY: env data reproduce test bench check clean-results help
 
 help:
 	@sed -n '1,12p' Makefile
@@ -56,6 +57,12 @@ reproduce: env data
 
 test: env
 	$(PYTHON) -m pytest
+
+# Benchmarks report ratios measured in the same run; they never fail on speed.
+# BENCH_ARGS=--quick (about a minute); BENCH_ARGS= for the full sizes.
+BENCH_ARGS ?= --quick
+bench: env
+	$(PYTHON) tests/benchmarks/bench_index.py $(BENCH_ARGS)
 
 # CI's regeneration check: rerun the quick profile and compare with the committed tables.
 check: env data

