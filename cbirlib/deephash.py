@@ -1034,7 +1034,11 @@ def survey_comparison(survey, results, *, dataset_run, stand_in, datasets_here=(
         elif dataset_run != "cifar10" or index is None or (spec["protocol"], method, bits) not in index.index:
             row["reason"] = f"not run in this profile ({spec['protocol']}, {method}, {bits} bits)"
         else:
-            row["ours"] = 100 * float(index.loc[(spec["protocol"], method, bits), metric])
+            hit = index.loc[(spec["protocol"], method, bits)]
+            row["ours"] = 100 * float(hit[metric])
+            used = f"K used ({metric})"
+            if used in hit.index and spec["k"] is not None:
+                row["convention"] += f"; K = {int(hit[used])} of the searched database"
             row["reason"] = (f"stand-in: {stand_in}; the survey's value, copied from {src}, comes from a "
                              "network trained end to end on 224-px images (AlexNet/VGG class), so it measures a "
                              f"different system; protocol {spec['protocol']} chosen because {spec['why']}")

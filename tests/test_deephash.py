@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -259,3 +260,29 @@ def test_protocol_sizes_match_split_files(protocol, counts):
     # 100 queries per class (cifar10, cifar10-1) / the whole test set (cifar10-2)
     per_class = splits.role_frame(table, "query")["label"].value_counts()
     assert (per_class == counts["query"] // 10).all()
+
+
+def test_survey_comparison_reasons_and_values():
+    survey = C.load_claims("p004")
+    results = pd.DataFrame([
+        {"protocol": "cifar10-1", "method": "DPSH", "bits": 12, "mAP@5000": 0.5, "K used (mAP@5000)": 424,
+         "mAP@All": 0.4, "K used (mAP@All)": 5000},
+        {"protocol": "cifar10", "method": "HashNet", "bits": 16, "mAP@54000": 0.3, "K used (mAP@54000)": 5000},
+    ])
+    comp = DH.survey_comparison(survey, results, dataset_run="cifar10", stand_in="toy")
+    assert len(comp) == len(survey) and comp["reason"].str.len().gt(0).all()
+    dpsh = comp.loc[(comp["table"] == "Table II") & (comp["row"] == "DPSH’16") & (comp["bits"] == 12)].iloc[0]
+    assert dpsh["ours"] == pytest.approx(50.0) and dpsh["difference"] == pytest.approx(50.0 - 68.2)
+    assert dpsh["protocol"] == "cifar10__cifar10-1" and "K = 424" in dpsh["convention"]
+    assert dpsh["reason"].startswith("stand-in: toy")
+    hn = comp.loc[(comp["row"] == "HashNet’17") & (comp["column"] == "CIFAR-10 / mAP@54000 / 16 bits")].iloc[0]
+    assert hn["ours"] == pytest.approx(30.0) and hn["protocol"] == "cifar10__cifar10"
+    # an implemented method at a code length we did not run
+    assert comp.loc[(comp["row"] == "DPSH’16") & (comp["table"] == "Table II") & (comp["bits"] == 24),
+                    "reason"].iloc[0].startswith("not run in this profile")
+    assert comp.loc[comp["dataset"] == "NUS-WIDE", "reason"].str.contains("not available here").all()
+    assert comp.loc[comp["dataset"] == "NUS-WIDE", "ours"].isna().all()
+    assert comp.loc[comp["row"] == "DQN’16", "reason"].str.contains("not implemented").all()
+    # another dataset (the smoke profile's digits): no values at all
+    smoke = DH.survey_comparison(survey, results, dataset_run="digits", stand_in="toy")
+    assert smoke["ours"].isna().all()
