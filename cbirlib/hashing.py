@@ -2,9 +2,9 @@
 
 Used by notebook 03 (hashing, paper 000: the hash layer ``h(x) = sign(W f(x) +
 b)`` of its eq. (5) trained with its pairwise loss eq. (6), against LSH, PCAH,
-ITQ and a binary autoencoder on the same fixed features) and later by notebook
-07 (survey replication: more hashing methods will be added here, behind the
-same fitted-model interface).
+ITQ and a binary autoencoder on the same fixed features) and by notebook 07
+(survey replication: LSH and ITQ from here; the survey's deep methods live in
+:mod:`cbirlib.deephash`, behind the same fitted-model interface).
 
 Codes
 -----
