@@ -1026,8 +1026,8 @@ def survey_comparison(survey, results, *, dataset_run, stand_in, datasets_here=(
                "bits": bits, "method": method or "", "protocol": f"cifar10__{spec['protocol']}" if dataset == "CIFAR-10" else "",
                "convention": conv, "survey": float(c.value), "ours": float("nan")}
         if dataset not in datasets_here:
-            row["reason"] = (f"{dataset} is not available here (no archive in the data mirror, no loader); "
-                             "nothing run")
+            row["reason"] = (f"{dataset} is not available here (not in the data mirror, not downloadable "
+                             "offline); nothing run. Users with its images: cbirlib.hashlists.load_hashing_lists")
         elif method is None:
             row["reason"] = (f"{c.row} is not implemented in notebook 07 (implemented: "
                              f"{', '.join(sorted(set(SURVEY_ROWS.values())))}, LSH, ITQ)")

@@ -34,6 +34,7 @@ __all__ = [
     "claims_dir",
     "cache_dir",
     "mirror_dir",
+    "hashing_lists_dir",
     "results_dir",
     "notebooks_dir",
     "profiles_dir",
@@ -100,6 +101,14 @@ def cache_dir(*parts: str, create: bool = True) -> Path:
 def mirror_dir() -> Path | None:
     """Return the local archive mirror ``$CBIR_DATA_MIRROR``, or ``None`` if unset."""
     return _env_path("CBIR_DATA_MIRROR")
+
+
+def hashing_lists_dir() -> Path:
+    """Folder of user-supplied hashing benchmark lists (:mod:`cbirlib.hashlists`).
+
+    ``$CBIR_HASHING_LISTS`` if set, else ``cache_dir("hashing_lists")``.
+    """
+    return _env_path("CBIR_HASHING_LISTS") or cache_dir("hashing_lists", create=False)
 
 
 def results_dir(notebook: str | int | None = None, *, create: bool = True) -> Path:
