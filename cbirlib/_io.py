@@ -13,7 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
-__all__ = ["atomic_write", "atomic_write_text", "sha256_file", "sha256_bytes"]
+__all__ = ["atomic_write", "atomic_write_text", "sha256_file", "sha256_bytes", "save_trained",
+           "load_trained"]
 
 
 @contextlib.contextmanager
@@ -65,3 +66,41 @@ def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
 def sha256_bytes(data: bytes) -> str:
     """Return the hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
+
+
+def save_trained(folder: str | os.PathLike, state: dict, history, meta: dict, *,
+                 weights: str = "model.pt") -> None:
+    """Write a trained network's cache entry (notebooks 02, 03, 05, 06).
+
+    ``folder/<weights>`` (``torch.save`` of ``state``), ``history.csv`` (a
+    DataFrame) and, last, ``meta.json``: its presence marks the entry complete,
+    so an interrupted write is never read back as a cache hit.
+    """
+    import json
+
+    import torch
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_write(folder / weights, mode="wb") as fh:
+        torch.save(state, fh)
+    with atomic_write(folder / "history.csv") as fh:
+        history.to_csv(fh, index=False, lineterminator="\n")
+    atomic_write_text(folder / "meta.json", json.dumps(meta, indent=2, default=str))
+
+
+def load_trained(folder: str | os.PathLike, *, weights: str = "model.pt"):
+    """Read an entry written by :func:`save_trained`: ``(state, history, meta)`` or ``None``.
+
+    Weights are loaded with ``weights_only=True`` onto the CPU.
+    """
+    import json
+
+    import pandas as pd
+    import torch
+
+    folder = Path(folder)
+    if not (folder / "meta.json").is_file():
+        return None
+    state = torch.load(folder / weights, map_location="cpu", weights_only=True)
+    return state, pd.read_csv(folder / "history.csv"), json.loads((folder / "meta.json").read_text())

@@ -87,7 +87,7 @@ import torch
 from torch import nn
 
 from . import backbones as _bb
-from ._io import atomic_write, atomic_write_text
+from ._io import load_trained, save_trained
 from .paths import cache_dir
 
 __all__ = [
@@ -596,14 +596,14 @@ def fine_tune(backbone: _bb.Backbone, lower: torch.Tensor, labels: Sequence[int]
         p.requires_grad_(False)
     width = tuned.feature_dim("penultimate")
     pooled_at = tuned._stage_index("penultimate")
-    if cache and (folder / "meta.json").is_file():
-        state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
+    cached = load_trained(folder, weights="weights.pt") if cache else None
+    if cached is not None:
+        state, history, _ = cached
         head = nn.Linear(width, n_classes)
         head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
         with torch.no_grad():
             for name in plan.trainable:
                 named[name].copy_(state[f"net.{name}"])
-        history = pd.read_csv(folder / "history.csv")
         return FineTuneResult(tuned, head.eval(), plan, history, True, key)
 
     torch.manual_seed(config.seed)
@@ -646,16 +646,11 @@ def fine_tune(backbone: _bb.Backbone, lower: torch.Tensor, labels: Sequence[int]
     head.eval()
     history = pd.DataFrame(rows)
     if cache:
-        folder.mkdir(parents=True, exist_ok=True)
         state = {f"net.{n}": named[n].detach().clone() for n in plan.trainable}
         state.update({f"head.{k}": v.detach().clone() for k, v in head.state_dict().items()})
-        with atomic_write(folder / "weights.pt", mode="wb") as fh:
-            torch.save(state, fh)
-        with atomic_write(folder / "history.csv") as fh:
-            history.to_csv(fh, index=False, lineterminator="\n")
-        atomic_write_text(folder / "meta.json", json.dumps(
-            {"model": backbone.name, "config": dataclasses.asdict(config),
-             "plan": plan.describe(), "extra": cache_extra or {}}, indent=2, default=str))
+        save_trained(folder, state, history,
+                     {"model": backbone.name, "config": dataclasses.asdict(config),
+                      "plan": plan.describe(), "extra": cache_extra or {}}, weights="weights.pt")
     return FineTuneResult(tuned, head, plan, history, False, key)
 
 

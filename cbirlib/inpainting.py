@@ -87,7 +87,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from typing import Sequence
 
@@ -98,7 +97,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import paths
-from ._io import atomic_write, atomic_write_text, sha256_bytes
+from ._io import load_trained, save_trained, sha256_bytes
 from .masks import apply_mask, random_free_form_mask
 
 __all__ = [
@@ -552,11 +551,12 @@ def train_inpainter(config: InpaintConfig, images: np.ndarray, val_images: np.nd
                              f"got {arr.shape}; load them at config.image_size")
     key = _cache_key(config, train, images, val_images)
     folder = paths.cache_dir("models", create=False) / f"inpaint-{key}"
-    if cache and (folder / "meta.json").is_file():
+    cached = load_trained(folder) if cache else None
+    if cached is not None:
         model = TwoStageInpainter(config)
-        model.load_state_dict(torch.load(folder / "model.pt", map_location="cpu", weights_only=True))
+        model.load_state_dict(cached[0])
         model.eval()
-        return InpaintResult(model, pd.read_csv(folder / "history.csv"), key, True)
+        return InpaintResult(model, cached[1], key, True)
 
     torch.manual_seed(train.seed)
     model = TwoStageInpainter(config)
@@ -592,13 +592,8 @@ def train_inpainter(config: InpaintConfig, images: np.ndarray, val_images: np.nd
     model.eval()
     history = pd.DataFrame(rows)
     if cache:
-        folder.mkdir(parents=True, exist_ok=True)
-        with atomic_write(folder / "model.pt", mode="wb") as fh:
-            torch.save(model.state_dict(), fh)
-        with atomic_write(folder / "history.csv") as fh:
-            history.to_csv(fh, index=False, lineterminator="\n")
-        atomic_write_text(folder / "meta.json", json.dumps(
-            {"config": dataclasses.asdict(config), "train": dataclasses.asdict(train)}, indent=2))
+        save_trained(folder, model.state_dict(), history,
+                     {"config": dataclasses.asdict(config), "train": dataclasses.asdict(train)})
     return InpaintResult(model, history, key, False)
 
 

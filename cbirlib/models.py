@@ -33,7 +33,6 @@ import dataclasses
 import json
 import math
 import time
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -42,7 +41,7 @@ import torch
 from torch import nn
 
 from . import paths
-from ._io import atomic_write, atomic_write_text, sha256_bytes
+from ._io import load_trained, save_trained, sha256_bytes
 
 __all__ = [
     "AutoencoderConfig",
@@ -309,12 +308,11 @@ def train_autoencoder(config: AutoencoderConfig, train_images: np.ndarray,
     key = _cache_key(config, train, train_images, val_images, cache_extra)
     folder = paths.cache_dir("models", create=False) / f"autoencoder-{key}"
     model = build_autoencoder(config)
-    if cache and (folder / "meta.json").is_file():
-        state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+    cached = load_trained(folder) if cache else None
+    if cached is not None:
+        state, history, meta = cached
         model.load_state_dict(state)
         model.eval()
-        meta = json.loads((folder / "meta.json").read_text())
-        history = pd.read_csv(folder / "history.csv")
         return TrainResult(model, history, int(meta["best_epoch"]), key, True)
 
     torch.manual_seed(train.seed)
@@ -346,14 +344,9 @@ def train_autoencoder(config: AutoencoderConfig, train_images: np.ndarray,
     history = pd.DataFrame(rows)
     best_epoch = int(history.loc[history["val_loss"].idxmin(), "epoch"])
     if cache:
-        folder.mkdir(parents=True, exist_ok=True)
-        with atomic_write(folder / "model.pt", mode="wb") as fh:
-            torch.save(model.state_dict(), fh)
-        with atomic_write(folder / "history.csv") as fh:
-            history.to_csv(fh, index=False, lineterminator="\n")
-        atomic_write_text(folder / "meta.json", json.dumps(
-            {"best_epoch": best_epoch, "config": dataclasses.asdict(config),
-             "train": dataclasses.asdict(train), "extra": cache_extra or {}}, indent=2))
+        save_trained(folder, model.state_dict(), history,
+                     {"best_epoch": best_epoch, "config": dataclasses.asdict(config),
+                      "train": dataclasses.asdict(train), "extra": cache_extra or {}})
     return TrainResult(model, history, best_epoch, key, False)
 
 
