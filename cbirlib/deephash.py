@@ -16,7 +16,12 @@ networks trained end to end, AlexNet / VGG at 224 px):
 
 * the backbone is **frozen**; only the hash head (and a method's own extra
   parameters: classifier, database codes) is trained. The features are
-  standardised (centred, one global scale) before the head;
+  standardised (centred, one global scale) before the head. End-to-end
+  training, as the survey's sources did, is the ``trunk`` option of every
+  head (``trunk=image_trunk(backbone)``, ``fit(images, labels)`` on uint8
+  images; the trunk learns at ``trunk_lr``, default ``lr / 10``, its
+  BatchNorm statistics frozen): notebook 07's ``end_to_end`` parameter, for
+  the ``full`` profile on a GPU;
 * mini-batch Adam (``lr``, ``weight_decay``) for every method, where the papers
   used SGD / RMSProp with their own schedules;
 * losses are **means** over pairs / items / bits where the papers write sums,
@@ -92,6 +97,7 @@ References
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -107,6 +113,8 @@ from ._checks import check_int as _check_int
 from .hashing import _check_labels_for, _check_weight, _seeded, _Standardizer, _torch_threads, _TorchHasher
 
 __all__ = [
+    "image_trunk",
+    "trunk_factory",
     "DSH",
     "DPSH",
     "DHN",
@@ -177,25 +185,98 @@ def _pair_likelihood(theta, S, reduction="none"):
 # --------------------------------------------------------------------------
 
 
+def _check_raw(X, *, shape=None):
+    """Raw trunk inputs: a non-empty numeric array ``(n, ...)`` (with ``shape`` per item if given)."""
+    arr = np.asarray(X)
+    if arr.ndim < 2 or arr.shape[0] == 0:
+        raise ValueError(f"trunk inputs must be a non-empty (n, ...) array, got shape {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"trunk inputs must be numeric, got dtype {arr.dtype}")
+    if shape is not None and arr.shape[1:] != tuple(shape):
+        raise ValueError(f"trunk inputs of shape {arr.shape[1:]} per item, the model was fitted on {tuple(shape)}")
+    return arr
+
+
+class _ImageInput(nn.Module):
+    """uint8 ``(n, h, w, 3)`` images -> the backbone's normalised ``(n, 3, s, s)`` input."""
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.size = int(backbone.input_size)
+        self.register_buffer("mean", torch.tensor(backbone.mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(backbone.std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, x):
+        x = x.permute(0, 3, 1, 2).float() / 255.0
+        if x.shape[-2:] != (self.size, self.size):  # squash, as notebook 07's cached features
+            x = Fn.interpolate(x, size=(self.size, self.size), mode="bilinear",
+                                          align_corners=False, antialias=True)
+        return (x - self.mean) / self.std
+
+
+def image_trunk(backbone):
+    """A trainable module from uint8 images to the backbone's pooled features (notebook 07).
+
+    ``nn.Sequential(image input, cbirlib.backbones.truncate(backbone, "penultimate"))``:
+    the images ``(n, h, w, 3)`` are scaled to 0..1, squashed to the backbone's
+    input size (bilinear, antialiased) and normalised as its weights expect.
+    The module *shares* the backbone's parameters. Pass it as ``trunk=`` to any
+    head of this module to train end to end.
+    """
+    from .backbones import truncate
+
+    return nn.Sequential(_ImageInput(backbone), truncate(backbone, "penultimate"))
+
+
 class _SurveyHead(_TorchHasher):
     """Hash head ``z = head(f)`` on standardised features, trained by mini-batch Adam.
 
     Subclasses define ``_loss(idx, z, y)`` returning a dict of terms with
     ``"total"``, and may define ``_setup``, ``_after_step``, ``_end_epoch``.
+
+    ``trunk`` (an ``nn.Module`` from raw inputs to ``(n, d)`` features, e.g.
+    :func:`image_trunk`) makes the model end to end: ``fit`` / ``encode`` take
+    the trunk's raw inputs, the trunk is trained with the head at ``trunk_lr``
+    (default ``lr / 10``) with its BatchNorm layers in inference mode, and
+    forward passes over many inputs run in chunks of ``chunk`` (default 64;
+    4096 without a trunk).
     """
 
     supervised = True
     _terms: tuple = ("total",)
 
     def __init__(self, *, n_bits, seed=0, epochs=20, batch_size=128, lr=1e-3, weight_decay=1e-5, hidden=(),
-                 progress=False, device="cpu", n_threads=1):
+                 progress=False, device="cpu", n_threads=1, trunk=None, trunk_lr=None, chunk=None):
         super().__init__(n_bits=n_bits, seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, progress=progress,
                          device=device, n_threads=n_threads)
         self.weight_decay = _check_weight("weight_decay", weight_decay)
         self.hidden = tuple(_check_int("hidden width", h) for h in hidden)
+        if trunk is not None and not isinstance(trunk, nn.Module):
+            raise TypeError("trunk must be a torch.nn.Module mapping raw inputs to (n, d) features")
+        self.trunk = trunk
+        self.trunk_lr = self.lr / 10 if trunk_lr is None else _check_weight("trunk_lr", trunk_lr)
+        self.chunk = _check_int("chunk", chunk or (4096 if trunk is None else 64), minimum=1)
 
     def __repr__(self):
         return f"{type(self).__name__}(n_bits={self.n_bits}, seed={self.seed}, epochs={self.epochs})"
+
+    # raw inputs of an end-to-end trunk -----------------------------------
+    def fit(self, X, labels=None):
+        """Fit on features ``(n, d)``, or on the trunk's raw inputs (e.g. uint8 images) with a trunk."""
+        if self.trunk is None:
+            return super().fit(X, labels)
+        X = _check_raw(X)
+        self._fit(X, labels)
+        self.input_shape_ = X.shape[1:]
+        self.n_features_in_ = int(np.prod(X.shape[1:]))
+        return self
+
+    def project(self, X):
+        """Real-valued outputs ``(n, n_bits)`` whose signs are the codes."""
+        if self.trunk is None:
+            return super().project(X)
+        self._require_fitted()
+        return self._project(_check_raw(X, shape=self.input_shape_))
 
     # hooks ---------------------------------------------------------------
     def _extra_modules(self, n_classes):
@@ -224,19 +305,31 @@ class _SurveyHead(_TorchHasher):
             Y, self.multi_label_ = _label_matrix(labels, n)
         else:
             Y, self.multi_label_ = None, False
-        self.scaler_ = _Standardizer.fit(X)
-        Xs = self._inputs(X)
-        d = X.shape[1]
+        if self.trunk is None:
+            self.scaler_ = _Standardizer.fit(X)
+            Xs = self._inputs(X)
+            d = X.shape[1]
+        else:  # end to end: raw inputs, the trunk's output feeds the head
+            self.scaler_ = None
+            Xs = self._inputs(X)
+            self.trunk.to(self.device).eval()
+            with torch.no_grad(), _torch_threads(self.n_threads):
+                d = int(self.trunk(Xs[:2]).shape[1])
         n_classes = 0 if Y is None else Y.shape[1]
         mods = _seeded(self.seed, lambda: {"head": _mlp(d, self.hidden, self.n_bits),
                                            **self._extra_modules(n_classes)})
-        self.head_ = mods.pop("head").to(self.device)
+        head = mods.pop("head")
+        self.head_ = (head if self.trunk is None else nn.Sequential(self.trunk, head)).to(self.device)
         self.extra_ = nn.ModuleDict(mods).to(self.device)
         self.Y_ = None if Y is None else torch.as_tensor(Y, device=self.device)
         self.n_train_ = n
         gen = torch.Generator().manual_seed(self.seed)
-        params = list(self.head_.parameters()) + list(self.extra_.parameters())
-        self.opt_ = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        params = list(head.parameters()) + list(self.extra_.parameters())
+        groups = [{"params": params}]
+        if self.trunk is not None:
+            groups.append({"params": [p for p in self.trunk.parameters() if p.requires_grad],
+                           "lr": self.trunk_lr})
+        self.opt_ = torch.optim.Adam(groups, lr=self.lr, weight_decay=self.weight_decay)
         self.history_ = {t: [] for t in self._terms}
         self.step_ = 0
         self.total_steps_ = self.epochs * max(1, -(-n // self.batch_size))
@@ -253,7 +346,7 @@ class _SurveyHead(_TorchHasher):
     def _train(self, Xs, gen, epoch_iter):
         n = Xs.shape[0]
         for _ in epoch_iter:
-            self.head_.train()
+            self._train_mode()
             perm = torch.randperm(n, generator=gen).to(self.device)
             sums = dict.fromkeys(self._terms, 0.0)
             n_batches = 0
@@ -276,15 +369,32 @@ class _SurveyHead(_TorchHasher):
             self.head_.eval()
             self._end_epoch(Xs, self.Y_)
 
+    def _train_mode(self):
+        """Head in training mode; a trunk's BatchNorm layers keep their ImageNet statistics."""
+        self.head_.train()
+        if self.trunk is not None:
+            for m in self.trunk.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    def _inputs(self, X):
+        if self.trunk is None:
+            return super()._inputs(X)
+        return torch.as_tensor(np.ascontiguousarray(X), device=self.device)
+
     def _all_outputs(self, Xs):
         with torch.no_grad():
-            return torch.cat([self.head_(Xs[s: s + 4096]) for s in range(0, Xs.shape[0], 4096)])
+            c = self.chunk
+            return torch.cat([self.head_(Xs[s: s + c]) for s in range(0, Xs.shape[0], c)])
 
     def _batch_similarity(self, y):
         return (y @ y.T > 0).to(y.dtype)
 
     def _project(self, X):
-        return self._batched(X, self.head_)
+        if self.trunk is None:
+            return self._batched(X, self.head_)
+        c = self.chunk
+        return np.concatenate([self._batched(X[s: s + c], self.head_) for s in range(0, len(X), c)])
 
 
 class _BankMixin:
@@ -638,7 +748,7 @@ class ADSH(_SurveyHead):
             omega = torch.randperm(n, generator=gen)[:m].to(self.device)
             sums = dict.fromkeys(self._terms, 0.0)
             n_batches = 0
-            self.head_.train()
+            self._train_mode()
             for _inner in range(self.inner_epochs):
                 perm = omega[torch.randperm(m, generator=gen).to(self.device)]
                 for start in range(0, m, self.batch_size):
@@ -662,7 +772,7 @@ class ADSH(_SurveyHead):
                 self.history_[t].append(sums[t] / max(n_batches, 1))
             self.head_.eval()
             with torch.no_grad():
-                U = torch.tanh(self.head_(Xs[omega]))  # (m, k)
+                U = torch.tanh(self._all_outputs(Xs[omega]))  # (m, k)
                 Ubar = torch.zeros(n, k, device=self.device)
                 Ubar[omega] = U
                 # S^T U in blocks of database rows: (n, m) @ (m, k)
@@ -881,7 +991,8 @@ def evaluate_survey_codes(q_codes, db_codes, q_labels, db_labels, *, n_bits, ks,
 
 
 def run_survey_methods(features, labels, *, methods, bits, seed, epochs, n_database_full, ks,
-                       trained_rows=None, method_kwargs=None, progress=True):
+                       trained_rows=None, method_kwargs=None, inputs=None, trunk_factory=None,
+                       progress=True):
     """Fit every method at every code length on one protocol and score it (notebook 07).
 
     Parameters
@@ -903,6 +1014,12 @@ def run_survey_methods(features, labels, *, methods, bits, seed, epochs, n_datab
         the database codes.
     method_kwargs : dict, optional
         Method name -> extra keyword arguments.
+    inputs : dict, optional
+        ``{"train", "database", "query"}`` raw inputs (uint8 images) of the deep
+        heads when training end to end; the shallow LSH / ITQ keep ``features``.
+    trunk_factory : callable, optional
+        Returns a fresh trainable trunk (:func:`trunk_factory`) for every deep
+        run: end-to-end training (the ``full`` profile's ``end_to_end``).
 
     Returns
     -------
@@ -918,20 +1035,26 @@ def run_survey_methods(features, labels, *, methods, bits, seed, epochs, n_datab
     jobs = [(m, b) for m in methods for b in bits]
     for name, n_bits in tqdm(jobs, desc="survey methods", disable=not progress):
         supervised = METHODS[name][1]
-        model = make_method(name, n_bits=n_bits, seed=seed, epochs=epochs, **method_kwargs.get(name, {}))
+        kwargs = dict(method_kwargs.get(name, {}))
+        X = features
+        if trunk_factory is not None and name not in ("LSH", "ITQ"):
+            if inputs is None:
+                raise ValueError("end-to-end training needs the raw inputs (protocol_data(end_to_end=True))")
+            kwargs["trunk"], X = trunk_factory(), inputs
+        model = make_method(name, n_bits=n_bits, seed=seed, epochs=epochs, **kwargs)
         on_db = isinstance(model, ADSH) and model.train_on == "database"
         fit_role = "database" if on_db else "train"
         start = time.perf_counter()
-        model.fit(features[fit_role], labels[fit_role] if supervised else None)
+        model.fit(X[fit_role], labels[fit_role] if supervised else None)
         fit_s = time.perf_counter() - start
         start = time.perf_counter()
         if on_db:
             db = model.codes_.copy()
         elif isinstance(model, ADSH):
-            db = model.database_codes(features["database"], trained_rows=trained_rows)
+            db = model.database_codes(X["database"], trained_rows=trained_rows)
         else:
-            db = model.encode(features["database"])
-        q = model.encode(features["query"])
+            db = model.encode(X["database"])
+        q = model.encode(X["query"])
         encode_s = time.perf_counter() - start
         scores = evaluate_survey_codes(q, db, labels["query"], labels["database"], n_bits=n_bits, ks=ks,
                                        n_database_full=n_database_full, seed=seed)
@@ -953,7 +1076,7 @@ def run_survey_methods(features, labels, *, methods, bits, seed, epochs, n_datab
 
 
 def protocol_data(dataset, protocol, *, max_train, max_database, max_queries, seed, backbone, input_size,
-                  load_size=32, progress=True):
+                  load_size=32, end_to_end=False, progress=True):
     """Tables, labels and cached backbone features of one hashing protocol (notebook 07).
 
     Roles and subsampling are those of :func:`cbirlib.pipelines.hashing_split`
@@ -962,8 +1085,11 @@ def protocol_data(dataset, protocol, *, max_train, max_database, max_queries, se
     ``features`` (``{"train", "database", "query"}``), ``n_database_full``
     (database size before subsampling), ``n_full`` (every role's size before
     subsampling) and ``trained_rows`` (per database image, its row in the
-    training table or -1; ADSH's asymmetric codes).
+    training table or -1; ADSH's asymmetric codes). With ``end_to_end`` it
+    also returns ``images``: the uint8 images at ``load_size`` for
+    :func:`run_survey_methods`' ``inputs``.
     """
+    from . import features as _features
     from . import pipelines, splits
 
     tables = pipelines.hashing_split(dataset, protocol, max_train=max_train, max_database=max_database,
@@ -978,8 +1104,27 @@ def protocol_data(dataset, protocol, *, max_train, max_database, max_queries, se
     labels = {role: t["label"].to_numpy() for role, t in tables.items()}
     pos = pd.Series(np.arange(len(tables["train"])), index=tables["train"]["path"].to_numpy())
     trained_rows = tables["database"]["path"].map(pos).fillna(-1).astype(int).to_numpy()
-    return {"tables": tables, "labels": labels, "features": feats, "n_database_full": n_full["database"],
-            "n_full": n_full, "trained_rows": trained_rows}
+    out = {"tables": tables, "labels": labels, "features": feats, "n_database_full": n_full["database"],
+           "n_full": n_full, "trained_rows": trained_rows}
+    if end_to_end:
+        out["images"] = {role: _features.load_images(dataset, t, size=load_size, mode="RGB", progress=progress)
+                         for role, t in tables.items()}
+    return out
+
+
+def trunk_factory(backbone, *, input_size):
+    """A callable returning a fresh :func:`image_trunk` of ImageNet ``backbone`` (notebook 07).
+
+    Every call loads the pretrained weights again, so each end-to-end run
+    starts from the same ImageNet network.
+    """
+    return functools.partial(_fresh_trunk, backbone, input_size)
+
+
+def _fresh_trunk(backbone, input_size):
+    from .backbones import load_backbone
+
+    return image_trunk(load_backbone(backbone, input_size=input_size, resize="squash"))
 
 
 _RESULT_SOURCE = re.compile(r"result source (\[\d+\] \([A-Za-z0-9-]+)")

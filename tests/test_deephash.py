@@ -286,3 +286,60 @@ def test_survey_comparison_reasons_and_values():
     # another dataset (the smoke profile's digits): no values at all
     smoke = DH.survey_comparison(survey, results, dataset_run="digits", stand_in="toy")
     assert smoke["ours"].isna().all()
+
+
+@pytest.mark.parametrize("name", ["DPSH", "DSH", "ADSH"])
+def test_end_to_end_trunk_is_trained_with_the_head(data, name):
+    """With ``trunk``, raw inputs go through a trainable module; its BatchNorm keeps eval mode."""
+    Xdb, ydb, Xq, yq = data
+    torch.manual_seed(0)
+    trunk = torch.nn.Sequential(torch.nn.Linear(Xdb.shape[1], 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU())
+    before = [p.detach().clone() for p in trunk.parameters()]
+    stats = trunk[1].running_mean.clone()
+    model = DH.make_method(name, n_bits=16, seed=0, epochs=15, trunk=trunk, chunk=7)
+    model.fit(Xdb.astype(np.float32), ydb)
+    assert any(not torch.equal(a, b) for a, b in zip(before, trunk.parameters()))
+    assert torch.equal(trunk[1].running_mean, stats)
+    assert model.opt_.param_groups[1]["lr"] == pytest.approx(model.lr / 10)
+    q, db = model.encode(Xq.astype(np.float32)), model.encode(Xdb.astype(np.float32))
+    assert q.shape == (len(Xq), 16) and set(np.unique(q)) <= {-1, 1}
+    rng = np.random.default_rng(0)
+    random_map = code_map(rng.choice([-1, 1], q.shape), rng.choice([-1, 1], db.shape), yq, ydb)
+    assert code_map(q, db, yq, ydb) > random_map + 0.2
+
+
+def test_image_trunk_maps_uint8_images_to_backbone_features():
+    from cbirlib import backbones
+
+    if "mobilenet_v2" not in backbones.available_backbones():
+        pytest.skip("MobileNetV2 weights not installed")
+    b = backbones.load_backbone("mobilenet_v2", input_size=32)
+    trunk = DH.image_trunk(b)
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 40, 40, 3), dtype=np.uint8)
+    out = trunk.eval()(torch.as_tensor(images))
+    assert out.shape == (3, b.feature_dim("penultimate"))
+    out.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in b.model.parameters())
+
+
+def test_run_survey_methods_end_to_end_uses_inputs_for_deep_heads_only(data):
+    """Deep heads get a fresh trunk and the raw inputs; LSH / ITQ keep the features."""
+    Xdb, ydb, Xq, yq = data
+    made = []
+
+    def factory():
+        made.append(torch.nn.Sequential(torch.nn.Linear(Xdb.shape[1], 12), torch.nn.ReLU()))
+        return made[-1]
+
+    feats = {"train": Xdb[:, :8], "database": Xdb[:, :8], "query": Xq[:, :8]}
+    raw = {"train": Xdb.astype(np.float32), "database": Xdb.astype(np.float32), "query": Xq.astype(np.float32)}
+    labels = {"train": ydb, "database": ydb, "query": yq}
+    res, full = DH.run_survey_methods(feats, labels, methods=["LSH", "DPSH"], bits=[8], seed=0, epochs=3,
+                                      n_database_full=len(ydb), ks={"mAP@All": None}, inputs=raw,
+                                      trunk_factory=factory, progress=False)
+    assert len(made) == 1 and list(res["method"]) == ["LSH", "DPSH"]
+    assert full[("DPSH", 8)]["q"].shape == (len(yq), 8)
+    with pytest.raises(ValueError, match="raw inputs"):
+        DH.run_survey_methods(feats, labels, methods=["DPSH"], bits=[8], seed=0, epochs=1,
+                              n_database_full=len(ydb), ks={"mAP@All": None}, trunk_factory=factory,
+                              progress=False)
