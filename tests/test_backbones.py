@@ -47,15 +47,7 @@ EXPECTED_PENULTIMATE = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The tensors here are small; one thread is nearly as fast as two on an idle
-    # 2-core machine and immune to OpenMP's spin-waiting when other processes
-    # share the cores (two threads made this module 4x slower at load 6).
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

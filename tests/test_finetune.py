@@ -22,12 +22,7 @@ def needs(name):
     return pytest.mark.skipif(name not in AVAILABLE, reason=f"weights for {name} not installed")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)

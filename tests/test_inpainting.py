@@ -13,12 +13,7 @@ from cbirlib import masks as K
 from cbirlib import pipelines
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def smooth_images(n, size, seed=0):
